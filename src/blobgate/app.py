@@ -1,0 +1,101 @@
+"""The aiohttp application: one catch-all route, services opened and closed with the app.
+
+Every request takes exactly one of two paths, chosen by a regular expression on the
+raw path: a blob GET/HEAD goes to ``BlobService``, anything else to the pass-through
+proxy. Clients (upstream HTTP session, S3 clients) live in a ``cleanup_ctx`` so they
+are opened once and closed on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from blobgate.accesslog import info_of
+from blobgate.auth import TokenVerifier
+from blobgate.blobs import BlobService
+from blobgate.cache import URLCache
+from blobgate.config import Config
+from blobgate.errors import ConfigError, RegistryError
+from blobgate.keys import KeyBundleError, TrustedKeys
+from blobgate.membership import CachedMembership, UpstreamMembership
+from blobgate.proxy import forward
+from blobgate.reference import match_blob_path
+from blobgate.storage import open_s3, presign_host
+from blobgate.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+CONFIG = web.AppKey("config", Config)
+KEYS = web.AppKey("keys", TrustedKeys)
+UPSTREAM = web.AppKey("upstream", Upstream)
+BLOBS = web.AppKey("blobs", BlobService)
+
+
+def load_keys(cfg: Config) -> TrustedKeys:
+    """The token-signing certificates, or a ``ConfigError`` naming ``auth.certificates``."""
+    try:
+        return TrustedKeys.from_file(Path(cfg.auth.certificates))
+    except KeyBundleError as exc:
+        raise ConfigError("auth.certificates", str(exc)) from None
+
+
+def check_presign_host(cfg: Config) -> None:
+    """Refuse presigned URLs whose host is a gateway host or under one (unless opted in)."""
+    host = presign_host(cfg.storage.s3)
+    for public in cfg.server.public_hosts:
+        if host == public or host.endswith("." + public):
+            why = (
+                f"presigned URLs would go to {host}, which is {public} or under it: Go clients "
+                "would send their Bearer token to S3, which rejects such requests"
+            )
+            if not cfg.storage.s3.unsafe_allow_gateway_host:
+                raise ConfigError("storage.s3.public_endpoint_url", why)
+            log.warning("%s (allowed by storage.s3.unsafe_allow_gateway_host)", why)
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    async with Upstream.new_session(cfg.upstream) as session, open_s3(cfg.storage.s3) as s3:
+        upstream = Upstream(cfg.upstream, session)
+        membership = CachedMembership(
+            UpstreamMembership(upstream), cfg.membership.cache_ttl_s, cfg.membership.cache_size
+        )
+        app[UPSTREAM] = upstream
+        app[BLOBS] = BlobService(
+            verifier=TokenVerifier(cfg.auth, app[KEYS]),
+            membership=membership,
+            urls=URLCache(s3, cfg.storage.url_cache_size),
+            storage=s3,
+            upstream=upstream,
+            presign_host=presign_host(cfg.storage.s3),
+            allow_gateway_host=cfg.storage.s3.unsafe_allow_gateway_host,
+        )
+        yield
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    """Route a request to the blob path or the pass-through, and render our errors."""
+    try:
+        if request.method in ("GET", "HEAD"):
+            blob = match_blob_path(request.raw_path)
+            if blob is not None:
+                return await request.app[BLOBS].handle(request, *blob)
+        return await forward(request, request.app[UPSTREAM])
+    except RegistryError as exc:
+        info_of(request).outcome = "invalid" if exc.status == 400 else "error"
+        return exc.response()
+
+
+def create_app(cfg: Config, keys: TrustedKeys) -> web.Application:
+    """The gateway application for ``cfg``, trusting token certificates ``keys``."""
+    check_presign_host(cfg)
+    app = web.Application()
+    app[CONFIG] = cfg
+    app[KEYS] = keys
+    app.cleanup_ctx.append(_services)
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app

@@ -1,0 +1,179 @@
+"""Bearer token verification: is this client allowed to pull from this repository?
+
+Tokens are Docker-token-spec JWTs issued by the registry's token service (Harbor core,
+or any issuer the CNCF registry trusts). They are verified locally against the
+configured certificate bundle, exactly as the registry would: the signing key is found
+by libtrust ``kid`` or by an ``x5c`` chain ending in a trusted certificate; algorithms are
+pinned to asymmetric ones and must match the key type; ``iss``, ``aud`` (a string),
+``exp`` and ``nbf`` are enforced with leeway. Anything that does not verify yields
+``None`` and the request goes to the registry, which owns the challenge.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+from cachetools import TLRUCache
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from blobgate.config import AuthConfig
+from blobgate.keys import PublicKey, TrustedKeys
+
+log = logging.getLogger(__name__)
+
+MAX_TOKEN_LENGTH = 16 * 1024
+MAX_CHAIN_LENGTH = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a verified token allows: the repositories it may pull from."""
+
+    subject: str
+    expires_at: float
+    pullable: frozenset[str]
+
+    def can_pull(self, name: str) -> bool:
+        """True when the token grants ``pull`` (or ``*``) on exactly ``name``."""
+        return name in self.pullable
+
+
+def bearer_token(authorization: list[str]) -> str | None:
+    """The token from the request's ``Authorization`` values, if exactly one Bearer is sent."""
+    if len(authorization) != 1:
+        return None
+    scheme, _, token = authorization[0].partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    return token
+
+
+def pullable_repositories(access: Any) -> frozenset[str]:
+    """Repository names the ``access`` claim grants ``pull`` or ``*`` on."""
+    if not isinstance(access, list):
+        return frozenset()
+    names = set()
+    for entry in access:
+        if not isinstance(entry, dict) or entry.get("type") != "repository":
+            continue
+        name, actions = entry.get("name"), entry.get("actions")
+        pulls = isinstance(actions, list) and ("pull" in actions or "*" in actions)
+        if isinstance(name, str) and pulls:
+            names.add(name)
+    return frozenset(names)
+
+
+def _key_fits(key: PublicKey, alg: str) -> bool:
+    if alg.startswith("RS"):
+        return isinstance(key, rsa.RSAPublicKey)
+    return isinstance(key, ec.EllipticCurvePublicKey)
+
+
+def _chain_key(x5c: Any, trusted: TrustedKeys, now: datetime) -> PublicKey | None:
+    """The leaf key of an ``x5c`` chain that ends in a trusted certificate, else ``None``."""
+    if not isinstance(x5c, list) or not 0 < len(x5c) <= MAX_CHAIN_LENGTH:
+        return None
+    try:
+        chain = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c]
+    except (ValueError, TypeError):
+        return None
+    roots = trusted.certificates
+    if chain[-1] not in roots:
+        chain.extend(r for r in roots if r.subject == chain[-1].issuer)
+    for cert, issuer in zip(chain, [*chain[1:], None], strict=True):
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            return None
+        if cert in roots:
+            key = chain[0].public_key()
+            return key if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) else None
+        if issuer is None or not _issued_by(cert, issuer):
+            return None
+    return None
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True when ``issuer`` is a CA certificate that signed ``cert``."""
+    try:
+        constraints = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
+        cert.verify_directly_issued_by(issuer)
+    except (x509.ExtensionNotFound, InvalidSignature, ValueError, TypeError):
+        return False
+    return constraints.ca
+
+
+class TokenVerifier:
+    """Verifies Bearer tokens and caches the grants of valid ones until they expire."""
+
+    def __init__(
+        self, cfg: AuthConfig, keys: TrustedKeys, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._cfg = cfg
+        self._keys = keys
+        self._clock = clock
+        self._cache: TLRUCache[str, Grant] = TLRUCache(
+            cfg.token_cache_size, lambda _k, grant, _now: grant.expires_at, timer=clock
+        )
+
+    @property
+    def keys(self) -> TrustedKeys:
+        """The certificates currently trusted."""
+        return self._keys
+
+    def replace_keys(self, keys: TrustedKeys) -> None:
+        """Trust ``keys`` from now on and forget every grant verified with the old ones."""
+        self._keys = keys
+        self._cache.clear()
+
+    def verify(self, token: str) -> Grant | None:
+        """The grant of a valid token, else ``None`` (the reason is logged at debug level)."""
+        grant = self._cache.get(token)
+        if grant is not None:
+            return grant
+        try:
+            grant = self._decode(token)
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            log.debug("token rejected: %s", type(exc).__name__)
+            return None
+        if grant is not None:
+            self._cache[token] = grant
+        return grant
+
+    def _decode(self, token: str) -> Grant | None:
+        header = jwt.get_unverified_header(token)
+        alg = header.get("alg")
+        if alg not in self._cfg.algorithms:
+            return None
+        key = self._signing_key(header)
+        if key is None or not _key_fits(key, alg):
+            return None
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[alg],
+            audience=self._cfg.service,
+            issuer=self._cfg.issuer,
+            leeway=self._cfg.leeway_s,
+            options={"require": ["exp", "iss", "aud"], "strict_aud": True},
+        )
+        subject = claims.get("sub")
+        return Grant(
+            subject=subject if isinstance(subject, str) else "",
+            expires_at=float(claims["exp"]),
+            pullable=pullable_repositories(claims.get("access")),
+        )
+
+    def _signing_key(self, header: Mapping[str, Any]) -> PublicKey | None:
+        if "x5c" in header:
+            return _chain_key(header["x5c"], self._keys, datetime.fromtimestamp(self._clock(), UTC))
+        kid = header.get("kid")
+        return self._keys.by_kid.get(kid) if isinstance(kid, str) else None

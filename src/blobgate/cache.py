@@ -1,0 +1,46 @@
+"""The presigned-URL cache: one signature per blob serves many pulls.
+
+An entry is handed out only while more than half of its URL's life is left (and never
+past the expiry of the credentials that signed it), so every client gets a URL with
+ample time to finish its download. URLs are per digest: repository access is checked
+before the cache is consulted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from cachetools import TLRUCache
+
+from blobgate.reference import Digest
+from blobgate.storage import SignedURL
+
+
+class Presigner(Protocol):
+    """Anything that can sign a URL for a blob."""
+
+    async def presign_blob(self, digest: Digest) -> SignedURL:
+        """A fresh presigned URL for ``digest``."""
+        ...
+
+
+class URLCache:
+    """Caches presigned URLs per digest until half of their life is spent."""
+
+    def __init__(
+        self, presigner: Presigner, maxsize: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._presigner = presigner
+        self._cache: TLRUCache[Digest, SignedURL] = TLRUCache(
+            maxsize, lambda _k, signed, _now: signed.hand_out_until, timer=clock
+        )
+
+    async def url_for(self, digest: Digest) -> SignedURL:
+        """A cached URL with enough life left, or a newly signed one."""
+        signed = self._cache.get(digest)
+        if signed is None:
+            signed = await self._presigner.presign_blob(digest)
+            self._cache[digest] = signed
+        return signed

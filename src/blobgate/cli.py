@@ -1,0 +1,68 @@
+"""The ``blobgate`` command: serve, check-config, version, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from blobgate import __version__, accesslog
+from blobgate.app import check_presign_host, create_app, load_keys
+from blobgate.config import Config, load
+from blobgate.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blobgate", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("serve", "run the gateway"),
+        ("check-config", "validate a configuration and exit"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--config", type=Path, help="YAML file (BLOBGATE_* variables override)")
+    commands.add_parser("version", help="print the version")
+    demo = commands.add_parser("demo", help="run a local demo stack", add_help=False)
+    demo.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _serve(cfg: Config) -> int:
+    accesslog.configure(cfg.log.level)
+    app = create_app(cfg, load_keys(cfg))
+    access = logging.getLogger("blobgate.access") if cfg.log.access_log else None
+    web.run_app(
+        app,
+        host=cfg.server.host,
+        port=cfg.server.port,
+        access_log=access,
+        access_log_class=accesslog.AccessLogger,
+        print=None,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"blobgate {__version__}")
+        return 0
+    if args.command == "demo":
+        from blobgate.devstack.demo import main as demo_main
+
+        return demo_main(args.args)
+    try:
+        cfg = load(args.config)
+        if args.command == "check-config":
+            load_keys(cfg)
+            check_presign_host(cfg)
+            print("configuration OK")
+            return 0
+        return _serve(cfg)
+    except ConfigError as exc:
+        print(f"blobgate: configuration error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,171 @@
+"""Configuration: frozen dataclasses per section, read from YAML plus environment overrides.
+
+``load()`` builds the tree from a YAML mapping, applies ``BLOBGATE_<SECTION>_<KEY>``
+variables (``BLOBGATE_STORAGE_S3_BUCKET`` for ``storage.s3.bucket``), and checks every
+value. Any problem is a ``ConfigError`` naming the dotted key and why it is wrong.
+S3 credentials never live here: they come from the standard AWS chain.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from blobgate import settings
+from blobgate.errors import ConfigError
+from blobgate.settings import check, check_url
+
+SIGV4_MAX_EXPIRES_S = 7 * 24 * 3600
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where blobgate listens, and the host names clients use to reach it."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a gateway listens on all interfaces by default
+    port: int = 5080
+    public_hosts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check(1 <= self.port <= 65535, "port", "must be between 1 and 65535")
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """The registry blobgate fronts."""
+
+    url: str = "http://harbor-core:80"
+    timeout_s: float = 30.0
+    connect_timeout_s: float = 5.0
+    max_connections: int = 256
+
+    def __post_init__(self) -> None:
+        check_url(self.url, "url")
+        check(self.timeout_s > 0, "timeout_s", "must be positive")
+        check(self.connect_timeout_s > 0, "connect_timeout_s", "must be positive")
+        check(self.max_connections > 0, "max_connections", "must be positive")
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """How Bearer tokens from the registry's token service are verified."""
+
+    issuer: str = "harbor-token-issuer"
+    service: str = "harbor-registry"
+    certificates: str = "/etc/blobgate/token.crt"
+    leeway_s: int = 60
+    algorithms: tuple[str, ...] = ASYMMETRIC_ALGORITHMS
+    token_cache_size: int = 100_000
+
+    def __post_init__(self) -> None:
+        check(bool(self.issuer), "issuer", "must not be empty")
+        check(bool(self.service), "service", "must not be empty")
+        check(0 <= self.leeway_s <= 600, "leeway_s", "must be between 0 and 600")
+        check(self.token_cache_size > 0, "token_cache_size", "must be positive")
+        check(bool(self.algorithms), "algorithms", "must name at least one algorithm")
+        for alg in self.algorithms:
+            check(
+                alg in ASYMMETRIC_ALGORITHMS,
+                "algorithms",
+                f"{alg!r} is not allowed; choose from {', '.join(ASYMMETRIC_ALGORITHMS)}",
+            )
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """The bucket the registry stores blobs in, and how URLs to it are signed."""
+
+    bucket: str = "registry"
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    public_endpoint_url: str | None = None
+    rootdirectory: str = ""
+    path_style: bool = True
+    expires_s: int = 1200
+    unsafe_allow_gateway_host: bool = False
+
+    def __post_init__(self) -> None:
+        check(bool(self.bucket), "bucket", "must not be empty")
+        check(bool(self.region), "region", "must not be empty")
+        if self.endpoint_url is not None:
+            check_url(self.endpoint_url, "endpoint_url")
+        if self.public_endpoint_url is not None:
+            check_url(self.public_endpoint_url, "public_endpoint_url")
+        check(
+            60 <= self.expires_s <= SIGV4_MAX_EXPIRES_S,
+            "expires_s",
+            f"must be between 60 and {SIGV4_MAX_EXPIRES_S} (SigV4's 7-day limit)",
+        )
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Which storage backend answers blob GETs."""
+
+    backend: str = "s3"
+    url_cache_size: int = 100_000
+    s3: S3Config = field(default_factory=S3Config)
+
+    def __post_init__(self) -> None:
+        check(self.backend == "s3", "backend", "must be 's3'")
+        check(self.url_cache_size > 0, "url_cache_size", "must be positive")
+
+
+@dataclass(frozen=True)
+class MembershipConfig:
+    """How blobgate learns that a blob belongs to a repository."""
+
+    source: str = "upstream"
+    cache_ttl_s: int = 300
+    cache_size: int = 100_000
+
+    def __post_init__(self) -> None:
+        check(self.source == "upstream", "source", "must be 'upstream'")
+        check(self.cache_ttl_s >= 0, "cache_ttl_s", "must not be negative")
+        check(self.cache_size > 0, "cache_size", "must be positive")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Log verbosity and the per-request access log."""
+
+    level: str = "info"
+    access_log: bool = True
+
+    def __post_init__(self) -> None:
+        levels = ("debug", "info", "warning", "error")
+        check(self.level in levels, "level", f"must be one of {', '.join(levels)}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    membership: MembershipConfig = field(default_factory=MembershipConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def load(path: Path | None, environ: Mapping[str, str] = os.environ) -> Config:
+    """Read ``path`` (if given), apply environment overrides, validate everything."""
+    raw: Any = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(str(path), f"not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), "the top level must be a mapping")
+    settings.apply_environment(Config, raw, environ)
+    return settings.build(Config, raw, "")

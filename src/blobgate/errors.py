@@ -1,0 +1,96 @@
+"""Errors blobgate answers with, in the OCI distribution error envelope.
+
+Every error a client can see is a ``RegistryError``: its code decides the HTTP status,
+and ``response()`` renders ``{"errors": [{"code", "message", "detail"}]}``. Outside
+failures (aiohttp client, botocore) are translated into this tree where they happen,
+so handlers deal with one family only::
+
+    BlobgateError
+    ├── ConfigError              bad configuration; names the key
+    ├── StorageError             presigning or stat failed (the request falls back)
+    └── RegistryError            answered to the client as OCI error JSON
+        ├── NameInvalid          400 NAME_INVALID
+        ├── DigestInvalid        400 DIGEST_INVALID
+        ├── UpstreamUnavailable  502 UNAVAILABLE
+        └── UpstreamTimeout      504 UNAVAILABLE
+"""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+from aiohttp import web
+
+
+class BlobgateError(Exception):
+    """Root of every error blobgate raises on purpose."""
+
+
+class ConfigError(BlobgateError):
+    """A configuration value is missing or wrong; ``key`` is its dotted path."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"{key}: {why}")
+        self.key = key
+        self.why = why
+
+
+class StorageError(BlobgateError):
+    """The storage backend could not presign or describe a blob."""
+
+
+class RegistryError(BlobgateError):
+    """An error the client receives as OCI error JSON with the status of its code."""
+
+    code: ClassVar[str] = "UNKNOWN"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, detail: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def body(self) -> bytes:
+        """The OCI error envelope for this error."""
+        entry: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.detail is not None:
+            entry["detail"] = self.detail
+        return json.dumps({"errors": [entry]}).encode()
+
+    def response(self) -> web.Response:
+        """A complete response carrying this error."""
+        return web.Response(
+            status=self.status,
+            body=self.body(),
+            content_type="application/json",
+            headers={"Docker-Distribution-Api-Version": "registry/2.0"},
+        )
+
+
+class NameInvalid(RegistryError):
+    """The repository name does not match the distribution name grammar."""
+
+    code = "NAME_INVALID"
+    status = 400
+
+
+class DigestInvalid(RegistryError):
+    """The digest is not a supported, well-formed content digest."""
+
+    code = "DIGEST_INVALID"
+    status = 400
+
+
+class UpstreamUnavailable(RegistryError):
+    """The upstream registry could not be reached or broke the connection."""
+
+    code = "UNAVAILABLE"
+    status = 502
+
+
+class UpstreamTimeout(RegistryError):
+    """The upstream registry did not answer within the configured time."""
+
+    code = "UNAVAILABLE"
+    status = 504

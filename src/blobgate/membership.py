@@ -1,0 +1,106 @@
+"""Does this blob belong to this repository? Without this check, a pull token for
+repository A would read any blob of repository B just by naming its digest.
+
+``UpstreamMembership`` asks the registry itself (a HEAD with the client's own
+``Authorization``), so it works in front of any registry. ``CachedMembership`` keeps
+positive answers for a while and lets concurrent checks of the same blob share one
+upstream round trip. A negative or failed answer is never cached: the request is
+passed through and the client hears the registry's own reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from cachetools import TTLCache
+
+from blobgate.reference import BlobRef
+from blobgate.upstream import Upstream, translate_errors
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """Proof that a blob is in a repository, with its size when the source knew it."""
+
+    size: int | None
+
+
+class Membership(Protocol):
+    """A source of truth about which blobs belong to which repository."""
+
+    async def check(self, ref: BlobRef, authorization: str) -> Member | None:
+        """``Member`` when ``ref`` is in its repository, ``None`` when not (or unknown)."""
+        ...
+
+
+class UpstreamMembership:
+    """Asks the registry with a HEAD of the blob, authorized as the client."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self._upstream = upstream
+
+    async def check(self, ref: BlobRef, authorization: str) -> Member | None:
+        path = f"/v2/{ref.name}/blobs/{ref.digest}"
+        async with translate_errors(), self._upstream.session.head(
+            self._upstream.url(path),
+            headers={"Authorization": authorization},
+            allow_redirects=False,
+        ) as response:
+            if response.status in _REDIRECTS:
+                return Member(size=None)
+            if response.status == 200:
+                return Member(size=response.content_length)
+            return None
+
+
+class CachedMembership:
+    """Caches positive answers of another source and coalesces concurrent checks."""
+
+    def __init__(
+        self,
+        source: Membership,
+        ttl_s: float,
+        maxsize: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._cache: TTLCache[BlobRef, Member] = TTLCache(maxsize, ttl_s, timer=clock)
+        self._inflight: dict[BlobRef, asyncio.Future[Member | None]] = {}
+
+    async def check(self, ref: BlobRef, authorization: str) -> Member | None:
+        member = self._cache.get(ref)
+        if member is not None:
+            return member
+        leader = self._inflight.get(ref)
+        if leader is not None:
+            shared = await asyncio.shield(leader)
+            if shared is not None:
+                return shared
+            # The leader's credentials may differ from ours: a "no" for it is not one for us.
+        return await self._lead(ref, authorization)
+
+    async def _lead(self, ref: BlobRef, authorization: str) -> Member | None:
+        future: asyncio.Future[Member | None] = asyncio.get_running_loop().create_future()
+        self._inflight[ref] = future
+        try:
+            member = await self._source.check(ref, authorization)
+        except BaseException:
+            future.set_result(None)
+            raise
+        finally:
+            if self._inflight.get(ref) is future:
+                del self._inflight[ref]
+        future.set_result(member)
+        if member is not None:
+            self._cache[ref] = member
+        return member
+
+    def remember(self, ref: BlobRef, member: Member) -> None:
+        """Record a membership learnt elsewhere (e.g. a size found in storage)."""
+        self._cache[ref] = member

@@ -1,0 +1,108 @@
+"""The transparent pass-through: everything that is not a servable blob goes upstream.
+
+Method, path (still percent-encoded), query, headers and bodies are relayed as they
+are, streamed in both directions so a 1 GiB upload or download never sits in memory.
+Hop-by-hop headers are dropped, ``X-Forwarded-*`` added, and an absolute ``Location``
+pointing at the upstream's own origin is rewritten to the origin the client used, so
+upload sessions keep working through the gateway. Nothing is re-encoded.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from blobgate.upstream import Upstream, translate_errors
+
+log = logging.getLogger(__name__)
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+class StreamAborted(Exception):
+    """The upstream failed after the response had started: the client connection is cut."""
+
+
+def _droppable(headers: CIMultiDict[str] | CIMultiDictProxy[str]) -> frozenset[str]:
+    """Hop-by-hop headers plus any that ``Connection`` names."""
+    listed = {t.strip().lower() for v in headers.getall("Connection", []) for t in v.split(",")}
+    return HOP_BY_HOP | listed
+
+
+def client_origin(request: web.BaseRequest) -> tuple[str, str]:
+    """Scheme and host as the client sees them (honouring an ingress's X-Forwarded-*)."""
+    proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+    return proto, host
+
+
+def request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
+    """The headers to send upstream for ``request``."""
+    drop = _droppable(request.headers) | {"host"}
+    out = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in drop)
+    peer = request.remote or "unknown"
+    prior = request.headers.get("X-Forwarded-For")
+    out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+    proto, host = client_origin(request)
+    out["X-Forwarded-Proto"] = proto
+    out["X-Forwarded-Host"] = host
+    return out
+
+
+def response_headers(
+    upstream_headers: CIMultiDictProxy[str], request: web.BaseRequest, upstream: Upstream
+) -> CIMultiDict[str]:
+    """The headers to send the client, with an upstream-origin ``Location`` made client-side."""
+    drop = _droppable(upstream_headers)
+    out = CIMultiDict((k, v) for k, v in upstream_headers.items() if k.lower() not in drop)
+    location = out.get("Location")
+    if location is not None:
+        target = URL(location, encoded=True)
+        if target.is_absolute() and target.origin() == upstream.origin:
+            proto, host = client_origin(request)
+            out["Location"] = str(URL(f"{proto}://{host}", encoded=True).join(target.relative()))
+    return out
+
+
+async def forward(request: web.Request, upstream: Upstream) -> web.StreamResponse:
+    """Relay ``request`` upstream and stream the answer back."""
+    body = request.content if request.body_exists else None
+    async with translate_errors():
+        upstream_response = await upstream.session.request(
+            request.method,
+            upstream.url(request.raw_path),
+            headers=request_headers(request),
+            data=body,
+            allow_redirects=False,
+        )
+    async with upstream_response:
+        response = web.StreamResponse(
+            status=upstream_response.status,
+            reason=upstream_response.reason,
+            headers=response_headers(upstream_response.headers, request, upstream),
+        )
+        await response.prepare(request)
+        try:
+            async for chunk in upstream_response.content.iter_any():
+                await response.write(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("upstream broke off mid-response: %s", type(exc).__name__)
+            raise StreamAborted from exc
+        await response.write_eof()
+        return response

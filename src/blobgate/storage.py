@@ -1,0 +1,125 @@
+"""The S3 backend: presigned GET URLs for blobs, and their sizes.
+
+This is the only module that talks to botocore; its failures leave here as
+``StorageError``. URLs are signed for the host clients will use
+(``public_endpoint_url`` when S3 is reached by another name inside the cluster), and
+each carries the moment it stops working: the earlier of ``X-Amz-Expires`` and the
+expiry of temporary signing credentials (STS, IRSA, instance roles).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from botocore.exceptions import BotoCoreError, ClientError
+
+from blobgate.config import S3Config
+from blobgate.errors import StorageError
+from blobgate.reference import Digest, storage_key
+
+
+@dataclass(frozen=True, slots=True)
+class SignedURL:
+    """A presigned URL and the window in which it works."""
+
+    url: str
+    signed_at: float
+    expires_at: float
+
+    @property
+    def hand_out_until(self) -> float:
+        """After this moment less than half of the URL's life is left: sign a new one."""
+        return self.signed_at + (self.expires_at - self.signed_at) / 2
+
+
+def presign_host(cfg: S3Config) -> str:
+    """The host name that presigned URLs will carry."""
+    endpoint = cfg.public_endpoint_url or cfg.endpoint_url
+    if endpoint is None:
+        host = f"s3.{cfg.region}.amazonaws.com"
+    else:
+        host = urlsplit(endpoint).hostname or ""
+    return host if cfg.path_style else f"{cfg.bucket}.{host}"
+
+
+def _credential_expiry(client: Any) -> float | None:
+    """When the client's signing credentials expire, for temporary ones; else ``None``."""
+    credentials = getattr(client._request_signer, "_credentials", None)
+    expiry = getattr(credentials, "_expiry_time", None)
+    return expiry.timestamp() if isinstance(expiry, datetime) else None
+
+
+class S3Storage:
+    """Presigns and describes blobs in the registry's bucket."""
+
+    def __init__(
+        self,
+        cfg: S3Config,
+        presigner: Any,
+        api: Any,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._cfg = cfg
+        self._presigner = presigner
+        self._api = api
+        self._clock = clock
+
+    async def presign_blob(self, digest: Digest) -> SignedURL:
+        """A presigned GET URL for the blob's data."""
+        signed_at = self._clock()
+        params = {"Bucket": self._cfg.bucket, "Key": storage_key(self._cfg.rootdirectory, digest)}
+        try:
+            url: str = await self._presigner.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=self._cfg.expires_s
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"presign failed: {type(exc).__name__}") from exc
+        expires_at = signed_at + self._cfg.expires_s
+        credential_expiry = _credential_expiry(self._presigner)
+        if credential_expiry is not None:
+            expires_at = min(expires_at, credential_expiry)
+        return SignedURL(url, signed_at, expires_at)
+
+    async def blob_size(self, digest: Digest) -> int:
+        """The blob's size in bytes, from S3 (one HeadObject)."""
+        key = storage_key(self._cfg.rootdirectory, digest)
+        try:
+            head = await self._api.head_object(Bucket=self._cfg.bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"head_object failed: {type(exc).__name__}") from exc
+        size: int = head["ContentLength"]
+        return size
+
+
+@asynccontextmanager
+async def open_s3(cfg: S3Config) -> AsyncIterator[S3Storage]:
+    """An ``S3Storage`` with its clients open for as long as the context lasts."""
+    session = AioSession()
+    client_config = AioConfig(
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if cfg.path_style else "virtual"},
+        connect_timeout=5,
+        read_timeout=30,
+        retries={"max_attempts": 2, "mode": "standard"},
+        max_pool_connections=64,
+    )
+
+    def client(endpoint_url: str | None) -> Any:
+        return session.create_client(
+            "s3", region_name=cfg.region, endpoint_url=endpoint_url, config=client_config
+        )
+
+    async with AsyncExitStack() as stack:
+        api = await stack.enter_async_context(client(cfg.endpoint_url))
+        presigner = api
+        if cfg.public_endpoint_url is not None:
+            presigner = await stack.enter_async_context(client(cfg.public_endpoint_url))
+        yield S3Storage(cfg, presigner, api)

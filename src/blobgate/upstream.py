@@ -1,0 +1,58 @@
+"""The connection to the upstream registry, shared by the proxy and membership checks.
+
+One ``aiohttp.ClientSession`` with a bounded pool, no cookie jar, no automatic
+decompression and no proxy settings from the environment. ``translate_errors`` is the
+only place where aiohttp client failures become blobgate's 502/504 errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+from yarl import URL
+
+from blobgate.config import UpstreamConfig
+from blobgate.errors import UpstreamTimeout, UpstreamUnavailable
+
+
+class Upstream:
+    """The registry behind blobgate: its base URL and a pooled HTTP session."""
+
+    def __init__(self, cfg: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+        self.cfg = cfg
+        self.session = session
+        self.base = cfg.url.rstrip("/")
+        self.origin = URL(cfg.url).origin()
+
+    def url(self, raw_path: str) -> URL:
+        """The upstream URL for a raw (still percent-encoded) request path and query."""
+        return URL(self.base + raw_path, encoded=True)
+
+    @staticmethod
+    def new_session(cfg: UpstreamConfig) -> aiohttp.ClientSession:
+        """A session configured for transparent proxying."""
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=cfg.max_connections, enable_cleanup_closed=True),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=cfg.connect_timeout_s, sock_read=cfg.timeout_s
+            ),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            trust_env=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        )
+
+
+@asynccontextmanager
+async def translate_errors() -> AsyncIterator[None]:
+    """Turn aiohttp client failures into ``UpstreamUnavailable`` / ``UpstreamTimeout``."""
+    try:
+        yield
+    except TimeoutError:
+        raise UpstreamTimeout("upstream registry did not answer in time") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnavailable(
+            "upstream registry unreachable", {"reason": type(exc).__name__}
+        ) from None

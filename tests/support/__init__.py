@@ -1,0 +1,1 @@
+"""Shared helpers for blobgate's tests: token signing and a registry stand-in."""

@@ -1,0 +1,71 @@
+"""Name and digest grammar, blob path matching and the storage layout."""
+
+import pytest
+
+from blobgate.errors import DigestInvalid, NameInvalid
+from blobgate.reference import (
+    Digest,
+    match_blob_path,
+    parse_blob,
+    parse_digest,
+    parse_name,
+    storage_key,
+)
+
+HEX = "a" * 64
+
+
+@pytest.mark.parametrize(
+    "name", ["library/alpine", "a", "a/b/c", "my-org/app_x.y", "a__b", "a--b/c.d", "x" * 255]
+)
+def test_valid_names(name: str) -> None:
+    assert parse_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "A", "library/Alpine", "a//b", "a/../b", "..", "a/./b", "/a", "a/", "a%2Fb",
+     "a b", "-a", "a-", "a___b", "a..b", "x" * 256, "a/b\n"],
+)
+def test_invalid_names(name: str) -> None:
+    with pytest.raises(NameInvalid):
+        parse_name(name)
+
+
+def test_digests_of_each_algorithm() -> None:
+    assert parse_digest(f"sha256:{HEX}") == Digest("sha256", HEX)
+    assert parse_digest("sha384:" + "b" * 96).algorithm == "sha384"
+    assert str(parse_digest("sha512:" + "c" * 128)) == "sha512:" + "c" * 128
+
+
+@pytest.mark.parametrize(
+    "text",
+    [f"sha256:{HEX[:-1]}", f"sha256:{HEX}0", f"sha256:{HEX.upper()}", f"md5:{HEX[:32]}",
+     f"sha256:{HEX}\n", f"SHA256:{HEX}", HEX, f"sha256:{HEX[:63]}g", "sha512:" + "c" * 64, ""],
+)
+def test_invalid_digests(text: str) -> None:
+    with pytest.raises(DigestInvalid):
+        parse_digest(text)
+
+
+def test_blob_path_matching_uses_the_raw_path() -> None:
+    assert match_blob_path(f"/v2/a/b/blobs/sha256:{HEX}") == ("a/b", f"sha256:{HEX}")
+    assert match_blob_path(f"/v2/a/blobs/sha256:{HEX}?x=1") == ("a", f"sha256:{HEX}")
+    assert match_blob_path("/v2/a%2Fb/blobs/x") == ("a%2Fb", "x")
+    assert match_blob_path("/v2/a/blobs/uploads/") is None
+    assert match_blob_path("/v2/a/blobs/uploads/123") is None
+    assert match_blob_path("/v2/a/manifests/latest") is None
+    assert match_blob_path("/v2/") is None
+
+
+def test_percent_encoded_name_is_rejected_not_decoded() -> None:
+    with pytest.raises(NameInvalid):
+        parse_blob("a%2Fb", f"sha256:{HEX}")
+
+
+@pytest.mark.parametrize(
+    ("root", "prefix"), [("", ""), ("/", ""), ("/registry", "registry/"), ("a/b/", "a/b/")]
+)
+def test_storage_key_follows_distribution_layout(root: str, prefix: str) -> None:
+    key = storage_key(root, Digest("sha256", HEX))
+    assert key == f"{prefix}docker/registry/v2/blobs/sha256/aa/{HEX}/data"
