@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-INFO_KEY = "blobgate.info"
-
 
 @dataclass(slots=True)
 class RequestInfo:
@@ -29,9 +27,12 @@ class RequestInfo:
     user: str | None = None
 
 
+INFO_KEY = web.RequestKey("blobgate.info", RequestInfo)
+
+
 def info_of(request: web.BaseRequest) -> RequestInfo:
     """The request's ``RequestInfo``, created on first use."""
-    info: RequestInfo | None = request.get(INFO_KEY)
+    info = request.get(INFO_KEY)
     if info is None:
         info = RequestInfo()
         request[INFO_KEY] = info

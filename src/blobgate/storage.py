@@ -100,9 +100,12 @@ class S3Storage:
 
 
 @asynccontextmanager
-async def open_s3(cfg: S3Config) -> AsyncIterator[S3Storage]:
-    """An ``S3Storage`` with its clients open for as long as the context lasts."""
-    session = AioSession()
+async def open_s3(cfg: S3Config, session: AioSession | None = None) -> AsyncIterator[S3Storage]:
+    """An ``S3Storage`` with its clients open for as long as the context lasts.
+
+    ``session`` defaults to one using the standard AWS credential chain.
+    """
+    session = session or AioSession()
     client_config = AioConfig(
         signature_version="s3v4",
         s3={"addressing_style": "path" if cfg.path_style else "virtual"},

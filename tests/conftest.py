@@ -1,0 +1,103 @@
+"""Fixtures shared by all test suites: a real S3 server, token signing, a gateway factory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from blobgate.app import create_app
+from blobgate.config import AuthConfig, Config, S3Config, StorageConfig, UpstreamConfig
+from blobgate.devstack import s3 as devs3
+from blobgate.keys import TrustedKeys
+from blobgate.reference import parse_digest, storage_key
+from support.standin import StandIn
+from support.tokens import ISSUER, SERVICE, Signer
+
+BUCKET = "registry"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devs3.S3Server]:
+    """moto's S3 server over HTTP, with the registry bucket, and credentials in the env."""
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ["AWS_ACCESS_KEY_ID"] = devs3.ACCESS_KEY
+    os.environ["AWS_SECRET_ACCESS_KEY"] = devs3.SECRET_KEY
+    with devs3.S3Server(tmp_path_factory.mktemp("s3")) as server:
+        server.client().create_bucket(Bucket=BUCKET)
+        yield server
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def put_blob(s3_server: devs3.S3Server) -> Callable[[bytes, str], str]:
+    """Store bytes where distribution keeps a blob; returns the digest."""
+    client = s3_server.client()
+
+    def put(data: bytes, rootdirectory: str = "") -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        key = storage_key(rootdirectory, parse_digest(digest))
+        client.put_object(Bucket=BUCKET, Key=key, Body=data)
+        return digest
+
+    return put
+
+
+@pytest.fixture(scope="session")
+def signer() -> Signer:
+    return Signer()
+
+
+@pytest.fixture(scope="session")
+def bundle(signer: Signer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return signer.write_bundle(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[tuple[StandIn, TestServer]]:
+    state = StandIn()
+    server = TestServer(state.app())
+    await server.start_server()
+    yield state, server
+    await server.close()
+
+
+GatewayFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+async def gateway(
+    standin: tuple[StandIn, TestServer],
+    s3_server: devs3.S3Server,
+    bundle: Path,
+    signer: Signer,
+) -> AsyncIterator[GatewayFactory]:
+    """Builds a blobgate in front of the stand-in; keyword arguments replace config parts."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(**parts: Any) -> TestClient[Any, Any]:
+        cfg = Config(
+            upstream=UpstreamConfig(url=str(standin[1].make_url("")), timeout_s=2,
+                                    connect_timeout_s=2),
+            auth=AuthConfig(issuer=ISSUER, service=SERVICE, certificates=str(bundle)),
+            storage=StorageConfig(s3=S3Config(bucket=BUCKET, endpoint_url=s3_server.endpoint_url)),
+        )
+        cfg = replace(cfg, **parts)
+        client = TestClient(TestServer(create_app(cfg, TrustedKeys.from_file(bundle))))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()

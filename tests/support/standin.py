@@ -1,0 +1,103 @@
+"""A small registry stand-in for edge cases the real registry cannot be made to show.
+
+It knows which blobs are in which repository, answers blob HEAD/GET the way
+distribution does (401 without credentials, 404 BLOB_UNKNOWN, 307 or 200), and offers
+a few routes for proxy behaviour: echo, slow, broken, gzip and absolute Locations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+UNAUTHORIZED = {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}
+UNKNOWN = {"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown to registry"}]}
+
+
+@dataclass
+class StandIn:
+    """State and request log of the stand-in registry."""
+
+    blobs: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    head_redirects: bool = True
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    first_chunk: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def count(self, method: str, path: str) -> int:
+        return sum(1 for m, p in self.requests if m == method and p == path)
+
+    async def blob(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.method, request.raw_path))
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return web.json_response(
+                UNAUTHORIZED, status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="http://issuer/token",service="t"'},
+            )
+        data = self.blobs.get((request.match_info["name"], request.match_info["digest"]))
+        if data is None:
+            return web.json_response(UNKNOWN, status=404)
+        if request.method == "HEAD" and self.head_redirects:
+            raise web.HTTPTemporaryRedirect("http://storage.invalid/presigned-head")
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def echo(self, request: web.Request) -> web.Response:
+        self.requests.append((request.method, request.raw_path))
+        digest = hashlib.sha256()
+        size = 0
+        async for chunk in request.content.iter_any():
+            if size == 0:
+                self.first_chunk.set()
+            size += len(chunk)
+            digest.update(chunk)
+        summary = {
+            "method": request.method,
+            "path": request.raw_path,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "size": size,
+            "sha256": digest.hexdigest(),
+        }
+        return web.Response(text=json.dumps(summary), content_type="application/json",
+                            headers={"X-Upstream": "yes", "Connection": "keep-alive, X-Drop",
+                                     "X-Drop": "1", "Keep-Alive": "timeout=5"})
+
+    async def slow(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.Response(text="late")
+
+    async def broken(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = 1 << 20
+        await response.prepare(request)
+        await response.write(b"x" * 1000)
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    async def gzip(self, request: web.Request) -> web.Response:
+        import gzip
+
+        return web.Response(body=gzip.compress(b"hello " * 1000),
+                            headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"})
+
+    async def upload(self, request: web.Request) -> web.Response:
+        self.requests.append((request.method, request.raw_path))
+        origin = f"{request.scheme}://{request.host}"
+        return web.Response(status=202, headers={
+            "Location": f"{origin}/v2/x/blobs/uploads/abc?_state=s%2Fq",
+            "Docker-Upload-UUID": "abc",
+        })
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/v2/{name:.+}/blobs/uploads/", self.upload)
+        app.router.add_route("HEAD", "/v2/{name:.+}/blobs/{digest}", self.blob)
+        app.router.add_route("GET", "/v2/{name:.+}/blobs/{digest}", self.blob)
+        app.router.add_route("GET", "/slow", self.slow)
+        app.router.add_route("GET", "/broken", self.broken)
+        app.router.add_route("GET", "/gzip", self.gzip)
+        app.router.add_route("*", "/{tail:.*}", self.echo)
+        return app

@@ -1,0 +1,149 @@
+"""Configuration: defaults, YAML, environment overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from blobgate.config import Config, load
+from blobgate.errors import ConfigError
+
+EXAMPLE = Path(__file__).parents[2] / "config" / "blobgate.yaml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "blobgate.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_example_file_loads_and_matches_the_documented_defaults() -> None:
+    assert load(EXAMPLE, {}) == Config()
+
+
+def test_yaml_values_are_read(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, """
+server: {port: 6000, public_hosts: [registry.example.com]}
+upstream: {url: "http://registry:5000", timeout_s: 2.5}
+storage: {s3: {bucket: b, endpoint_url: "http://minio:9000", path_style: false}}
+"""), {})
+    assert cfg.server.port == 6000
+    assert cfg.server.public_hosts == ("registry.example.com",)
+    assert cfg.upstream.timeout_s == 2.5
+    assert cfg.storage.s3.bucket == "b"
+    assert cfg.storage.s3.path_style is False
+    assert cfg.auth == Config().auth
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    env = {
+        "BLOBGATE_SERVER_PORT": "7000",
+        "BLOBGATE_UPSTREAM_URL": "http://other:80",
+        "BLOBGATE_STORAGE_S3_BUCKET": "from-env",
+        "BLOBGATE_STORAGE_S3_PATH_STYLE": "false",
+        "BLOBGATE_STORAGE_S3_ENDPOINT_URL": "null",
+        "BLOBGATE_AUTH_ALGORITHMS": "RS256, ES256",
+        "BLOBGATE_TEST_PG_DSN": "not a setting, ignored",
+        "HOME": "/root",
+    }
+    cfg = load(write(tmp_path, "storage: {s3: {endpoint_url: 'http://x:1'}}\n"), env)
+    assert cfg.server.port == 7000
+    assert cfg.upstream.url == "http://other:80"
+    assert cfg.storage.s3.bucket == "from-env"
+    assert cfg.storage.s3.path_style is False
+    assert cfg.storage.s3.endpoint_url is None
+    assert cfg.auth.algorithms == ("RS256", "ES256")
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "key", "why"),
+    [
+        ("server: {prot: 1}", {}, "server.prot", "unknown setting"),
+        ("serve: {}", {}, "serve", "unknown setting"),
+        ("server: {port: abc}", {}, "server.port", "must be an integer"),
+        ("server: {port: 70000}", {}, "server.port", "between 1 and 65535"),
+        ("server: {port: true}", {}, "server.port", "must be an integer"),
+        ("server: 5", {}, "server", "must be a mapping"),
+        ("upstream: {url: 'harbor-core:80'}", {}, "upstream.url", "http:// or https://"),
+        ("storage: {s3: {expires_s: 604801}}", {}, "storage.s3.expires_s", "7-day"),
+        ("storage: {s3: {bucket: ''}}", {}, "storage.s3.bucket", "must not be empty"),
+        ("storage: {backend: gcs}", {}, "storage.backend", "must be 's3'"),
+        ("auth: {algorithms: [HS256]}", {}, "auth.algorithms", "'HS256' is not allowed"),
+        ("auth: {algorithms: [none]}", {}, "auth.algorithms", "'none' is not allowed"),
+        ("membership: {source: magic}", {}, "membership.source", "must be 'upstream'"),
+        ("log: {level: loud}", {}, "log.level", "must be one of"),
+        ("", {"BLOBGATE_SERVER_PORT": "eighty"}, "server.port",
+         "BLOBGATE_SERVER_PORT must be an integer"),
+        ("", {"BLOBGATE_STORAGE_S3_PATH_STYLE": "maybe"}, "storage.s3.path_style",
+         "true or false"),
+        ("", {"BLOBGATE_SERVER_PROT": "1"}, "BLOBGATE_SERVER_PROT", "unknown setting"),
+    ],
+)
+def test_errors_name_the_key_and_why(
+    tmp_path: Path, text: str, env: dict[str, str], key: str, why: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(write(tmp_path, text), env)
+    assert caught.value.key == key
+    assert why in str(caught.value)
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "missing.yaml", {})
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load(write(tmp_path, "server: [unclosed"), {})
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load(write(tmp_path, "- a\n- b\n"), {})
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "blobgate", *args], capture_output=True,
+                          text=True, env=env, check=False, timeout=60)
+
+
+def test_check_config_reports_the_bad_key(tmp_path: Path) -> None:
+    result = run_cli("check-config", "--config", str(write(tmp_path, "server: {port: 0}")))
+    assert result.returncode == 2
+    assert "server.port: must be between 1 and 65535" in result.stderr
+
+
+def test_check_config_needs_readable_certificates(tmp_path: Path) -> None:
+    config = write(tmp_path, f"auth: {{certificates: {tmp_path / 'nope.crt'}}}")
+    result = run_cli("check-config", "--config", str(config))
+    assert result.returncode == 2
+    assert "auth.certificates" in result.stderr
+
+
+def test_check_config_accepts_a_good_file(tmp_path: Path, bundle: Path) -> None:
+    config = write(tmp_path, f"auth: {{certificates: {bundle}}}")
+    result = run_cli("check-config", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout
+
+
+def test_check_config_refuses_a_presign_host_under_the_gateway(
+    tmp_path: Path, bundle: Path
+) -> None:
+    text = f"""
+server: {{public_hosts: [registry.example.com]}}
+auth: {{certificates: {bundle}}}
+storage: {{s3: {{public_endpoint_url: "https://s3.registry.example.com"}}}}
+"""
+    result = run_cli("check-config", "--config", str(write(tmp_path, text)))
+    assert result.returncode == 2
+    assert "storage.s3.public_endpoint_url" in result.stderr
+    assert "s3.registry.example.com" in result.stderr
+    allowed = text.replace('"https://s3.registry.example.com"',
+                           '"https://s3.registry.example.com", unsafe_allow_gateway_host: true')
+    result = run_cli("check-config", "--config", str(write(tmp_path, allowed)))
+    assert result.returncode == 0, result.stderr
+
+
+def test_version() -> None:
+    result = run_cli("version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("blobgate ")
