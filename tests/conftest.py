@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -11,12 +12,16 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
+from blobgate.accesslog import AccessLogger
 from blobgate.app import create_app
 from blobgate.config import AuthConfig, Config, S3Config, StorageConfig, UpstreamConfig
 from blobgate.devstack import s3 as devs3
+from blobgate.health import create_metrics_app
 from blobgate.keys import TrustedKeys
 from blobgate.reference import parse_digest, storage_key
+
 from support.standin import StandIn
 from support.tokens import ISSUER, SERVICE, Signer
 
@@ -93,11 +98,40 @@ async def gateway(
             storage=StorageConfig(s3=S3Config(bucket=BUCKET, endpoint_url=s3_server.endpoint_url)),
         )
         cfg = replace(cfg, **parts)
-        client = TestClient(TestServer(create_app(cfg, TrustedKeys.from_file(bundle))))
+        server = TestServer(create_app(cfg, TrustedKeys.from_file(bundle)))
+        await server.start_server(
+            access_log_class=AccessLogger, access_log=logging.getLogger("blobgate.access")
+        )
+        client = TestClient(server)
         await client.start_server()
         clients.append(client)
         return client
 
     yield make
     for client in clients:
+        await client.close()
+
+
+Scrape = Callable[[TestClient[Any, Any]], Awaitable[dict[str, float]]]
+
+
+@pytest.fixture
+async def scrape() -> AsyncIterator[Scrape]:
+    """Reads a gateway's /metrics into ``{'name{label="v",...}': value}``."""
+    opened: list[TestClient[Any, Any]] = []
+
+    async def read(gateway: TestClient[Any, Any]) -> dict[str, float]:
+        if not opened:
+            opened.append(TestClient(TestServer(create_metrics_app(gateway.server.app))))
+            await opened[0].start_server()
+        text = await (await opened[0].get("/metrics")).text()
+        values = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                values[f"{sample.name}{{{labels}}}"] = sample.value
+        return values
+
+    yield read
+    for client in opened:
         await client.close()

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from blobgate.metrics import STATS
+
 
 @dataclass(slots=True)
 class RequestInfo:
@@ -59,10 +61,21 @@ class JSONFormatter(logging.Formatter):
 
 
 class AccessLogger(AbstractAccessLogger):
-    """aiohttp's access-log hook, writing ``RequestInfo`` plus status and timing."""
+    """aiohttp's per-request hook: records metrics, and writes the access line if enabled."""
+
+    @property
+    def enabled(self) -> bool:
+        return True  # metrics are recorded even when the access log itself is off
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
         info = info_of(request)
+        stats = request.app[STATS] if isinstance(request, web.Request) else None
+        if stats is not None:
+            stats.observe(info.route, request.method, info.outcome, time_s)
+            if info.outcome in ("passthrough", "denied", "not_found"):
+                stats.streamed_bytes += response.body_length
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
         fields = {
             "ts_start": round(time.time() - time_s, 3),
             "method": request.method,

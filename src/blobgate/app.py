@@ -22,6 +22,7 @@ from blobgate.config import Config
 from blobgate.errors import ConfigError, RegistryError
 from blobgate.keys import KeyBundleError, TrustedKeys
 from blobgate.membership import CachedMembership, UpstreamMembership
+from blobgate.metrics import STATS, Stats
 from blobgate.proxy import forward
 from blobgate.reference import match_blob_path
 from blobgate.storage import open_s3, presign_host
@@ -58,27 +59,32 @@ def check_presign_host(cfg: Config) -> None:
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    cfg = app[CONFIG]
+    cfg, stats = app[CONFIG], app[STATS]
     async with Upstream.new_session(cfg.upstream) as session, open_s3(cfg.storage.s3) as s3:
-        upstream = Upstream(cfg.upstream, session)
-        membership = CachedMembership(
-            UpstreamMembership(upstream), cfg.membership.cache_ttl_s, cfg.membership.cache_size
-        )
-        app[UPSTREAM] = upstream
-        app[BLOBS] = BlobService(
+        upstream = Upstream(cfg.upstream, session, stats)
+        blobs = BlobService(
             verifier=TokenVerifier(cfg.auth, app[KEYS]),
-            membership=membership,
+            membership=CachedMembership(
+                UpstreamMembership(upstream), cfg.membership.cache_ttl_s, cfg.membership.cache_size
+            ),
             urls=URLCache(s3, cfg.storage.url_cache_size),
             storage=s3,
             upstream=upstream,
+            stats=stats,
             presign_host=presign_host(cfg.storage.s3),
             allow_gateway_host=cfg.storage.s3.unsafe_allow_gateway_host,
         )
+        stats.caches.update(
+            token=blobs.verifier.cache, url=blobs.urls.cache, membership=blobs.membership.cache
+        )
+        app[UPSTREAM], app[BLOBS] = upstream, blobs
         yield
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     """Route a request to the blob path or the pass-through, and render our errors."""
+    stats = request.app[STATS]
+    stats.in_flight += 1
     try:
         if request.method in ("GET", "HEAD"):
             blob = match_blob_path(request.raw_path)
@@ -88,6 +94,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     except RegistryError as exc:
         info_of(request).outcome = "invalid" if exc.status == 400 else "error"
         return exc.response()
+    finally:
+        stats.in_flight -= 1
 
 
 def create_app(cfg: Config, keys: TrustedKeys) -> web.Application:
@@ -96,6 +104,7 @@ def create_app(cfg: Config, keys: TrustedKeys) -> web.Application:
     app = web.Application()
     app[CONFIG] = cfg
     app[KEYS] = keys
+    app[STATS] = Stats()
     app.cleanup_ctx.append(_services)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

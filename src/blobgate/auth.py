@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jwt
-from cachetools import TLRUCache
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from blobgate.config import AuthConfig
+from blobgate.expiring import ExpiringCache
 from blobgate.keys import PublicKey, TrustedKeys
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,8 @@ class TokenVerifier:
         self._cfg = cfg
         self._keys = keys
         self._clock = clock
-        self._cache: TLRUCache[str, Grant] = TLRUCache(
-            cfg.token_cache_size, lambda _k, grant, _now: grant.expires_at, timer=clock
+        self.cache: ExpiringCache[str, Grant] = ExpiringCache(
+            cfg.token_cache_size, lambda grant: grant.expires_at, clock
         )
 
     @property
@@ -132,11 +132,11 @@ class TokenVerifier:
     def replace_keys(self, keys: TrustedKeys) -> None:
         """Trust ``keys`` from now on and forget every grant verified with the old ones."""
         self._keys = keys
-        self._cache.clear()
+        self.cache.clear()
 
     def verify(self, token: str) -> Grant | None:
         """The grant of a valid token, else ``None`` (the reason is logged at debug level)."""
-        grant = self._cache.get(token)
+        grant = self.cache.get(token)
         if grant is not None:
             return grant
         try:
@@ -145,7 +145,7 @@ class TokenVerifier:
             log.debug("token rejected: %s", type(exc).__name__)
             return None
         if grant is not None:
-            self._cache[token] = grant
+            self.cache.put(token, grant)
         return grant
 
     def _decode(self, token: str) -> Grant | None:

@@ -12,8 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from cachetools import TLRUCache
-
+from blobgate.expiring import ExpiringCache
 from blobgate.reference import Digest
 from blobgate.storage import SignedURL
 
@@ -33,14 +32,14 @@ class URLCache:
         self, presigner: Presigner, maxsize: int, clock: Callable[[], float] = time.time
     ) -> None:
         self._presigner = presigner
-        self._cache: TLRUCache[Digest, SignedURL] = TLRUCache(
-            maxsize, lambda _k, signed, _now: signed.hand_out_until, timer=clock
+        self.cache: ExpiringCache[Digest, SignedURL] = ExpiringCache(
+            maxsize, lambda signed: signed.hand_out_until, clock
         )
 
     async def url_for(self, digest: Digest) -> SignedURL:
         """A cached URL with enough life left, or a newly signed one."""
-        signed = self._cache.get(digest)
+        signed = self.cache.get(digest)
         if signed is None:
             signed = await self._presigner.presign_blob(digest)
-            self._cache[digest] = signed
+            self.cache.put(digest, signed)
         return signed

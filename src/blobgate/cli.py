@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import asyncio
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
-from blobgate import __version__, accesslog
-from blobgate.app import check_presign_host, create_app, load_keys
+from blobgate import __version__, accesslog, server
+from blobgate.app import check_presign_host, load_keys
 from blobgate.config import Config, load
 from blobgate.errors import ConfigError
 
@@ -32,16 +30,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(cfg: Config) -> int:
     accesslog.configure(cfg.log.level)
-    app = create_app(cfg, load_keys(cfg))
-    access = logging.getLogger("blobgate.access") if cfg.log.access_log else None
-    web.run_app(
-        app,
-        host=cfg.server.host,
-        port=cfg.server.port,
-        access_log=access,
-        access_log_class=accesslog.AccessLogger,
-        print=None,
-    )
+    keys = load_keys(cfg)
+    check_presign_host(cfg)
+    asyncio.run(server.run(cfg, keys))
     return 0
 
 

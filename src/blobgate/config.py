@@ -31,6 +31,20 @@ class ServerConfig:
     host: str = "0.0.0.0"  # noqa: S104 - a gateway listens on all interfaces by default
     port: int = 5080
     public_hosts: tuple[str, ...] = ()
+    shutdown_grace_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        check(1 <= self.port <= 65535, "port", "must be between 1 and 65535")
+        check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "must not be negative")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The private listener for /metrics, /healthz and /readyz."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"  # noqa: S104 - scraped by Prometheus from other pods
+    port: int = 9102
 
     def __post_init__(self) -> None:
         check(1 <= self.port <= 65535, "port", "must be between 1 and 65535")
@@ -148,6 +162,7 @@ class Config:
     """The whole configuration."""
 
     server: ServerConfig = field(default_factory=ServerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)

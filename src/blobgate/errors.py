@@ -37,7 +37,11 @@ class ConfigError(BlobgateError):
 
 
 class StorageError(BlobgateError):
-    """The storage backend could not presign or describe a blob."""
+    """The storage backend could not presign or describe a blob; ``reason`` is a short tag."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class RegistryError(BlobgateError):

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from cachetools import TTLCache
-
+from blobgate.errors import RegistryError
+from blobgate.expiring import ExpiringCache
 from blobgate.reference import BlobRef
-from blobgate.upstream import Upstream, translate_errors
+from blobgate.upstream import Upstream
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -47,16 +47,21 @@ class UpstreamMembership:
 
     async def check(self, ref: BlobRef, authorization: str) -> Member | None:
         path = f"/v2/{ref.name}/blobs/{ref.digest}"
-        async with translate_errors(), self._upstream.session.head(
-            self._upstream.url(path),
-            headers={"Authorization": authorization},
-            allow_redirects=False,
-        ) as response:
+        headers = {"Authorization": authorization}
+        try:
+            response = await self._upstream.request("HEAD", path, headers=headers)
+        except RegistryError:
+            self._upstream.stats.membership["upstream", "error"] += 1
+            raise
+        async with response:
+            member = None
             if response.status in _REDIRECTS:
-                return Member(size=None)
-            if response.status == 200:
-                return Member(size=response.content_length)
-            return None
+                member = Member(size=None)
+            elif response.status == 200:
+                member = Member(size=response.content_length)
+        result = "not_member" if member is None else "member"
+        self._upstream.stats.membership["upstream", result] += 1
+        return member
 
 
 class CachedMembership:
@@ -70,13 +75,17 @@ class CachedMembership:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
-        self._cache: TTLCache[BlobRef, Member] = TTLCache(maxsize, ttl_s, timer=clock)
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self.cache: ExpiringCache[BlobRef, tuple[Member, float]] = ExpiringCache(
+            maxsize, lambda entry: entry[1], clock
+        )
         self._inflight: dict[BlobRef, asyncio.Future[Member | None]] = {}
 
     async def check(self, ref: BlobRef, authorization: str) -> Member | None:
-        member = self._cache.get(ref)
-        if member is not None:
-            return member
+        cached = self.cache.get(ref)
+        if cached is not None:
+            return cached[0]
         leader = self._inflight.get(ref)
         if leader is not None:
             shared = await asyncio.shield(leader)
@@ -98,9 +107,9 @@ class CachedMembership:
                 del self._inflight[ref]
         future.set_result(member)
         if member is not None:
-            self._cache[ref] = member
+            self.remember(ref, member)
         return member
 
     def remember(self, ref: BlobRef, member: Member) -> None:
         """Record a membership learnt elsewhere (e.g. a size found in storage)."""
-        self._cache[ref] = member
+        self.cache.put(ref, (member, self._clock() + self._ttl_s))

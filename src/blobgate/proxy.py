@@ -16,7 +16,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from blobgate.upstream import Upstream, translate_errors
+from blobgate.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,9 @@ def response_headers(
 async def forward(request: web.Request, upstream: Upstream) -> web.StreamResponse:
     """Relay ``request`` upstream and stream the answer back."""
     body = request.content if request.body_exists else None
-    async with translate_errors():
-        upstream_response = await upstream.session.request(
-            request.method,
-            upstream.url(request.raw_path),
-            headers=request_headers(request),
-            data=body,
-            allow_redirects=False,
-        )
+    upstream_response = await upstream.request(
+        request.method, request.raw_path, headers=request_headers(request), data=body
+    )
     async with upstream_response:
         response = web.StreamResponse(
             status=upstream_response.status,

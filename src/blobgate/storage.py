@@ -57,6 +57,13 @@ def _credential_expiry(client: Any) -> float | None:
     return expiry.timestamp() if isinstance(expiry, datetime) else None
 
 
+def _reason(exc: BotoCoreError | ClientError) -> str:
+    """A bounded label for a botocore failure (the exception class, or the S3 error code)."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "ClientError"))[:40]
+    return type(exc).__name__
+
+
 class S3Storage:
     """Presigns and describes blobs in the registry's bucket."""
 
@@ -81,7 +88,7 @@ class S3Storage:
                 "get_object", Params=params, ExpiresIn=self._cfg.expires_s
             )
         except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"presign failed: {type(exc).__name__}") from exc
+            raise StorageError(f"presign failed: {exc}", _reason(exc)) from exc
         expires_at = signed_at + self._cfg.expires_s
         credential_expiry = _credential_expiry(self._presigner)
         if credential_expiry is not None:
@@ -94,7 +101,7 @@ class S3Storage:
         try:
             head = await self._api.head_object(Bucket=self._cfg.bucket, Key=key)
         except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"head_object failed: {type(exc).__name__}") from exc
+            raise StorageError(f"head_object failed: {exc}", _reason(exc)) from exc
         size: int = head["ContentLength"]
         return size
 

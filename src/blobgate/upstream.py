@@ -9,26 +9,42 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 from yarl import URL
 
 from blobgate.config import UpstreamConfig
-from blobgate.errors import UpstreamTimeout, UpstreamUnavailable
+from blobgate.errors import RegistryError, UpstreamTimeout, UpstreamUnavailable
+from blobgate.metrics import Stats
 
 
 class Upstream:
     """The registry behind blobgate: its base URL and a pooled HTTP session."""
 
-    def __init__(self, cfg: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, cfg: UpstreamConfig, session: aiohttp.ClientSession, stats: Stats) -> None:
         self.cfg = cfg
         self.session = session
+        self.stats = stats
         self.base = cfg.url.rstrip("/")
         self.origin = URL(cfg.url).origin()
 
     def url(self, raw_path: str) -> URL:
         """The upstream URL for a raw (still percent-encoded) request path and query."""
         return URL(self.base + raw_path, encoded=True)
+
+    async def request(self, method: str, raw_path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        """Send a request upstream (redirects not followed); the caller releases the answer."""
+        try:
+            async with translate_errors():
+                response = await self.session.request(
+                    method, self.url(raw_path), allow_redirects=False, **kwargs
+                )
+        except RegistryError:
+            self.stats.upstream_status(None)
+            raise
+        self.stats.upstream_status(response.status)
+        return response
 
     @staticmethod
     def new_session(cfg: UpstreamConfig) -> aiohttp.ClientSession:

@@ -18,6 +18,7 @@ import pytest
 
 from blobgate.config import S3Config, StorageConfig
 from blobgate.devstack.s3 import SECRET_KEY, S3Server
+
 from conftest import BUCKET, GatewayFactory
 from support import sigv4
 from support.standin import StandIn

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from blobgate.config import UpstreamConfig
+
 from conftest import GatewayFactory
 from support.standin import StandIn
 

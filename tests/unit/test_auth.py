@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from blobgate.auth import TokenVerifier, bearer_token, pullable_repositories
 from blobgate.config import AuthConfig
 from blobgate.keys import KeyBundleError, TrustedKeys, libtrust_key_id
+
 from support.tokens import ISSUER, SERVICE, Signer, certificate, new_rsa, pem, x5c
 
 CFG = AuthConfig(issuer=ISSUER, service=SERVICE, certificates="unused", leeway_s=5)

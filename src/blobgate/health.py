@@ -1,0 +1,77 @@
+"""The private listener: Prometheus ``/metrics``, liveness ``/healthz``, readiness ``/readyz``.
+
+It runs on its own port so none of it is exposed where clients pull from. Readiness
+asks what a pull needs: trusted signing keys, working S3 signing, and an upstream that
+answers ``/v2/`` within a short time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+
+from blobgate.app import BLOBS
+from blobgate.errors import RegistryError, StorageError
+from blobgate.metrics import STATS, StatsCollector
+from blobgate.reference import Digest
+
+GATEWAY = web.AppKey("gateway", web.Application)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+READY_TIMEOUT_S = 2.0
+PROBE_DIGEST = Digest("sha256", "0" * 64)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def _problems(gateway: web.Application) -> list[str]:
+    blobs = gateway.get(BLOBS)
+    if blobs is None:
+        return ["starting: clients not open yet"]
+    problems = []
+    if not blobs.verifier.keys.by_kid:
+        problems.append("no token-signing certificates loaded")
+    try:
+        await blobs.storage.presign_blob(PROBE_DIGEST)
+    except StorageError as exc:
+        problems.append(f"S3 signing unavailable: {exc.reason}")
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            response = await blobs.upstream.request("GET", "/v2/")
+            async with response:
+                if response.status >= 500:
+                    problems.append(f"upstream answered /v2/ with {response.status}")
+    except (RegistryError, TimeoutError, aiohttp.ClientError) as exc:
+        problems.append(f"upstream unreachable: {type(exc).__name__}")
+    return problems
+
+
+async def readyz(request: web.Request) -> web.Response:
+    problems = await _problems(request.app[GATEWAY])
+    if problems:
+        return web.json_response({"status": "not ready", "reasons": problems}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+def create_metrics_app(gateway: web.Application) -> web.Application:
+    """The private app for ``gateway``: metrics of its ``Stats`` and its probes."""
+    registry = CollectorRegistry()
+    registry.register(StatsCollector(gateway[STATS]))
+    registry.register(ProcessCollector(registry=None))
+    app = web.Application()
+    app[GATEWAY] = gateway
+    app[REGISTRY] = registry
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
