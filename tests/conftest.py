@@ -22,6 +22,7 @@ from blobgate.health import create_metrics_app
 from blobgate.keys import TrustedKeys
 from blobgate.reference import parse_digest, storage_key
 
+from support.postgres import fresh_database
 from support.standin import StandIn
 from support.tokens import ISSUER, SERVICE, Signer
 
@@ -56,6 +57,15 @@ def put_blob(s3_server: devs3.S3Server) -> Callable[[bytes, str], str]:
         return digest
 
     return put
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """A fresh database on a real PostgreSQL server (see support.postgres)."""
+    with fresh_database() as dsn:
+        if dsn is None:
+            pytest.skip("no PostgreSQL: set BLOBGATE_TEST_PG_DSN or apt-get install -y postgresql")
+        yield dsn
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
-"""One JSON line per request, and JSON formatting for every other log record.
+"""One JSON line per request, and JSON formatting (with redaction) for every log record.
 
 Handlers describe what they did in a ``RequestInfo`` stored on the request; aiohttp's
-access-log hook turns it into a line once the response is done. Paths are logged
-without their query (upload-session state lives there) and tokens never reach a log.
+access-log hook turns it into metrics, a log line and an audit record once the response
+is done. Paths are logged without their query (upload-session state lives there); every
+other message and traceback passes through ``redact`` first.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from blobgate.audit import AUDIT, AuditRecord
 from blobgate.metrics import STATS
+from blobgate.redact import redact
 
 
 @dataclass(slots=True)
@@ -52,11 +56,11 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
         }
         if isinstance(fields, dict):
-            entry.update(fields)
+            entry.update(fields)  # built by blobgate from values that hold no secrets
         else:
-            entry["message"] = record.getMessage()
+            entry["message"] = redact(record.getMessage())
         if record.exc_info and record.exc_info[0] is not None:
-            entry["error"] = record.exc_info[0].__name__
+            entry["error"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
 
 
@@ -69,11 +73,8 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
         info = info_of(request)
-        stats = request.app[STATS] if isinstance(request, web.Request) else None
-        if stats is not None:
-            stats.observe(info.route, request.method, info.outcome, time_s)
-            if info.outcome in ("passthrough", "denied", "not_found"):
-                stats.streamed_bytes += response.body_length
+        if isinstance(request, web.Request):
+            self._record(request, response, info, time_s)
         if not self.logger.isEnabledFor(logging.INFO):
             return
         fields = {
@@ -91,6 +92,29 @@ class AccessLogger(AbstractAccessLogger):
             "client": request.remote,
         }
         self.logger.info("access", extra={"fields": fields})
+
+
+    @staticmethod
+    def _record(
+        request: web.Request, response: web.StreamResponse, info: RequestInfo, time_s: float
+    ) -> None:
+        """Metrics for every request; an audit record for every blob request."""
+        stats = request.app[STATS]
+        stats.observe(info.route, request.method, info.outcome, time_s)
+        if info.outcome in ("passthrough", "denied", "not_found"):
+            stats.streamed_bytes += response.body_length
+        audit = request.app.get(AUDIT)
+        if info.route == "blob" and audit is not None:
+            audit.submit(AuditRecord(
+                at=datetime.now(UTC),
+                user_name=info.user or "",
+                repository=info.repository or "",
+                digest=info.digest or "",
+                method=request.method,
+                outcome=info.outcome,
+                status=response.status,
+                client=request.remote or "",
+            ))
 
 
 def configure(level: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from blobgate.accesslog import info_of
+from blobgate.audit import AUDIT, open_audit
 from blobgate.auth import TokenVerifier
 from blobgate.blobs import BlobService
 from blobgate.cache import URLCache
@@ -60,7 +61,11 @@ def check_presign_host(cfg: Config) -> None:
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
     cfg, stats = app[CONFIG], app[STATS]
-    async with Upstream.new_session(cfg.upstream) as session, open_s3(cfg.storage.s3) as s3:
+    async with (
+        Upstream.new_session(cfg.upstream) as session,
+        open_s3(cfg.storage.s3) as s3,
+        open_audit(cfg.audit, stats, cfg.server.shutdown_grace_s) as audit,
+    ):
         upstream = Upstream(cfg.upstream, session, stats)
         blobs = BlobService(
             verifier=TokenVerifier(cfg.auth, app[KEYS]),
@@ -77,7 +82,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         stats.caches.update(
             token=blobs.verifier.cache, url=blobs.urls.cache, membership=blobs.membership.cache
         )
-        app[UPSTREAM], app[BLOBS] = upstream, blobs
+        app[UPSTREAM], app[BLOBS], app[AUDIT] = upstream, blobs, audit
         yield
 
 

@@ -9,6 +9,7 @@ S3 credentials never live here: they come from the standard AWS chain.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,27 @@ class MembershipConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """Where the audit trail of blob access goes."""
+
+    sink: str = "log"
+    dsn: str | None = None
+    table: str = "blobgate_audit"
+    queue_size: int = 10_000
+    batch_size: int = 500
+    flush_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        check(self.sink in ("log", "postgres"), "sink", "must be 'log' or 'postgres'")
+        check(self.sink != "postgres" or bool(self.dsn), "dsn", "is required for sink postgres")
+        check(re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.table) is not None, "table",
+              "must be a lower-case SQL identifier")
+        check(self.queue_size > 0, "queue_size", "must be positive")
+        check(self.batch_size > 0, "batch_size", "must be positive")
+        check(self.flush_interval_s > 0, "flush_interval_s", "must be positive")
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Log verbosity and the per-request access log."""
 
@@ -167,6 +189,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     membership: MembershipConfig = field(default_factory=MembershipConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 

@@ -1,0 +1,195 @@
+"""The audit trail of blob access: who read which blob of which repository, when, from where.
+
+``LogAudit`` writes each record as a JSON log line (logger ``blobgate.audit``).
+``PostgresAudit`` queues records in a bounded queue and writes them in batches with
+``COPY``; it never blocks or fails a pull: when the database is slow or down, records
+that do not fit are dropped and counted (``blobgate_audit_records_total{result="dropped"}``),
+and on shutdown whatever is queued is flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import astuple, dataclass, fields
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+from aiohttp import web
+
+from blobgate.config import AuditConfig
+from blobgate.metrics import Stats
+
+log = logging.getLogger(__name__)
+audit_log = logging.getLogger("blobgate.audit")
+
+WRITE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One blob access."""
+
+    at: datetime
+    user_name: str
+    repository: str
+    digest: str
+    method: str
+    outcome: str
+    status: int
+    client: str
+
+
+COLUMNS = tuple(f.name for f in fields(AuditRecord))
+_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    at timestamptz NOT NULL,
+    user_name text NOT NULL,
+    repository text NOT NULL,
+    digest text NOT NULL,
+    method text NOT NULL,
+    outcome text NOT NULL,
+    status integer NOT NULL,
+    client text NOT NULL
+)
+"""
+
+
+class Audit(Protocol):
+    """Where audit records go. ``submit`` never blocks."""
+
+    def submit(self, record: AuditRecord) -> None:
+        """Record one access (or count it as dropped)."""
+        ...
+
+
+AUDIT = web.AppKey("audit", Audit)
+
+
+class LogAudit:
+    """Audit records as JSON log lines."""
+
+    def __init__(self, stats: Stats) -> None:
+        self._stats = stats
+
+    def submit(self, record: AuditRecord) -> None:
+        entry: dict[str, Any] = dict(zip(COLUMNS, astuple(record), strict=True))
+        entry["at"] = record.at.isoformat()
+        audit_log.info("audit", extra={"fields": entry})
+        self._stats.audit["written"] += 1
+
+
+class PostgresAudit:
+    """Batches audit records into a PostgreSQL table through an asyncpg pool."""
+
+    def __init__(self, cfg: AuditConfig, stats: Stats) -> None:
+        self._cfg = cfg
+        self._stats = stats
+        self._queue: deque[AuditRecord] = deque()
+        self._wake = asyncio.Event()
+        self._pool: Any = None
+        self._stopping = False
+        self._last_error = ""
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, record: AuditRecord) -> None:
+        if len(self._queue) >= self._cfg.queue_size:
+            self._stats.audit["dropped"] += 1
+            return
+        self._queue.append(record)
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the background writer."""
+        self._task = asyncio.create_task(self._run())
+
+    async def aclose(self, grace_s: float) -> None:
+        """Flush what is queued (for at most ``grace_s``), then close the pool."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, grace_s)
+            except TimeoutError:
+                log.warning("audit flush timed out; %d records dropped", len(self._queue))
+                self._stats.audit["dropped"] += len(self._queue)
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def _run(self) -> None:
+        while not (self._stopping and not self._queue):
+            batch = await self._collect()
+            if batch:
+                await self._write(batch)
+
+    async def _collect(self) -> list[AuditRecord]:
+        """Wait for a record, then gather until the batch is full, its interval ends, or stop."""
+        loop = asyncio.get_running_loop()
+        batch: list[AuditRecord] = []
+        deadline: float | None = None
+        while len(batch) < self._cfg.batch_size:
+            if self._queue:
+                batch.append(self._queue.popleft())
+                deadline = deadline or loop.time() + self._cfg.flush_interval_s
+                continue
+            remaining = None if deadline is None else deadline - loop.time()
+            if self._stopping or (remaining is not None and remaining <= 0):
+                break
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
+        return batch
+
+    async def _write(self, batch: list[AuditRecord]) -> None:
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                pool = await self._connect()
+                async with pool.acquire() as conn:
+                    await conn.copy_records_to_table(
+                        self._cfg.table, records=[astuple(r) for r in batch], columns=COLUMNS
+                    )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self._stats.audit["dropped"] += len(batch)
+            self._report(exc)
+            return
+        self._stats.audit["written"] += len(batch)
+        self._last_error = ""
+
+    async def _connect(self) -> Any:
+        if self._pool is None:
+            pool = await asyncpg.create_pool(self._cfg.dsn, min_size=1, max_size=2)
+            async with pool.acquire() as conn:
+                await conn.execute(_DDL.format(table=self._cfg.table))
+            self._pool = pool
+        return self._pool
+
+    def _report(self, exc: BaseException) -> None:
+        cause = type(exc).__name__
+        if cause != self._last_error:
+            log.warning("audit database unavailable, dropping records: %s: %s", cause, exc)
+            self._last_error = cause
+
+    @property
+    def healthy(self) -> bool:
+        """False while the last write failed."""
+        return not self._last_error
+
+
+@asynccontextmanager
+async def open_audit(cfg: AuditConfig, stats: Stats, grace_s: float) -> AsyncIterator[Audit]:
+    """The configured audit sink, flushed and closed when the context ends."""
+    if cfg.sink == "log":
+        yield LogAudit(stats)
+        return
+    sink = PostgresAudit(cfg, stats)
+    sink.start()
+    try:
+        yield sink
+    finally:
+        with contextlib.suppress(Exception):
+            await sink.aclose(grace_s)

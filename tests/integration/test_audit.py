@@ -1,0 +1,138 @@
+"""The audit trail against a real PostgreSQL: rows per pull, drops when the database
+vanishes (pulls unaffected), and a flush of queued rows on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from blobgate.config import AuditConfig
+
+from conftest import GatewayFactory, Scrape
+from support.standin import StandIn
+from support.tcpproxy import TCPProxy
+from support.tokens import Signer
+
+Standin = tuple[StandIn, Any]
+
+
+@pytest.fixture
+def blob(put_blob: Any, standin: Standin) -> str:
+    data = os.urandom(2048)
+    digest: str = put_blob(data)
+    standin[0].blobs[("library/a", digest)] = data
+    return digest
+
+
+async def rows(dsn: str, table: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass($1)", table)
+        query = f"SELECT * FROM {table} ORDER BY at"  # noqa: S608 - test-owned table name
+        return list(await conn.fetch(query)) if exists else []
+    finally:
+        await conn.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
+    for _ in range(200):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def test_each_pull_writes_a_row(
+    gateway: GatewayFactory, pg_dsn: str, signer: Signer, blob: str
+) -> None:
+    table = "audit_rows"
+    client = await gateway(audit=AuditConfig(sink="postgres", dsn=pg_dsn, table=table,
+                                             flush_interval_s=0.05))
+    token = signer.token("library/a", sub="carol")
+    for _ in range(3):
+        response = await client.get(f"/v2/library/a/blobs/{blob}", allow_redirects=False,
+                                    headers={"Authorization": f"Bearer {token}"})
+        assert response.status == 307
+    assert (await client.get(f"/v2/library/a/blobs/{blob}", allow_redirects=False)).status == 401
+
+    async def four() -> bool:
+        return len(await rows(pg_dsn, table)) == 4
+
+    await eventually(four)
+    written = await rows(pg_dsn, table)
+    assert [r["outcome"] for r in written] == ["redirect"] * 3 + ["denied"]
+    assert {r["user_name"] for r in written[:3]} == {"carol"}
+    assert {r["repository"] for r in written} == {"library/a"}
+    assert {r["digest"] for r in written} == {blob}
+    assert [r["status"] for r in written] == [307, 307, 307, 401]
+    assert written[0]["client"] == "127.0.0.1"
+
+
+async def test_database_gone_mid_run_drops_are_counted_and_pulls_succeed(
+    gateway: GatewayFactory, pg_dsn: str, signer: Signer, blob: str, scrape: Scrape
+) -> None:
+    target = urlsplit(pg_dsn)
+    proxy = TCPProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    via_proxy = pg_dsn.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
+    table = "audit_cut"
+    client = await gateway(audit=AuditConfig(sink="postgres", dsn=via_proxy, table=table,
+                                             flush_interval_s=0.05))
+    headers = {"Authorization": f"Bearer {signer.token('library/a')}"}
+    path = f"/v2/library/a/blobs/{blob}"
+    assert (await client.get(path, headers=headers, allow_redirects=False)).status == 307
+
+    async def one_row() -> bool:
+        return len(await rows(pg_dsn, table)) == 1
+
+    await eventually(one_row)
+    before = await scrape(client)
+    await proxy.cut()
+    for _ in range(5):
+        assert (await client.get(path, headers=headers, allow_redirects=False)).status == 307
+    dropped = 'blobgate_audit_records_total{result="dropped"}'
+
+    async def five_dropped() -> bool:
+        return (await scrape(client)).get(dropped, 0) - before.get(dropped, 0) == 5
+
+    await eventually(five_dropped)
+    assert len(await rows(pg_dsn, table)) == 1
+
+
+async def test_queued_rows_are_flushed_on_shutdown(
+    gateway: GatewayFactory, pg_dsn: str, signer: Signer, blob: str
+) -> None:
+    table = "audit_flush"
+    client = await gateway(audit=AuditConfig(sink="postgres", dsn=pg_dsn, table=table,
+                                             flush_interval_s=3600, batch_size=10_000))
+    headers = {"Authorization": f"Bearer {signer.token('library/a')}"}
+    for _ in range(6):
+        response = await client.get(f"/v2/library/a/blobs/{blob}", headers=headers,
+                                    allow_redirects=False)
+        assert response.status == 307
+    await asyncio.sleep(0.2)
+    assert await rows(pg_dsn, table) == []  # still batching: nothing written yet
+    await client.close()
+    assert len(await rows(pg_dsn, table)) == 6
+
+
+async def test_log_sink_writes_one_json_line_per_blob_request(
+    gateway: GatewayFactory, signer: Signer, blob: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await gateway()
+    headers = {"Authorization": f"Bearer {signer.token('library/a', sub='dave')}"}
+    with caplog.at_level("INFO", logger="blobgate.audit"):
+        await client.get(f"/v2/library/a/blobs/{blob}", headers=headers, allow_redirects=False)
+        await client.get("/v2/")
+    records = [r for r in caplog.records if r.name == "blobgate.audit"]
+    assert len(records) == 1
+    fields = records[0].fields  # type: ignore[attr-defined]
+    assert fields["user_name"] == "dave"
+    assert fields["digest"] == blob
+    assert fields["outcome"] == "redirect"
