@@ -23,8 +23,7 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--config", type=Path, help="YAML file (BLOBGATE_* variables override)")
     commands.add_parser("version", help="print the version")
-    demo = commands.add_parser("demo", help="run a local demo stack", add_help=False)
-    demo.add_argument("args", nargs=argparse.REMAINDER)
+    commands.add_parser("demo", help="run a local demo stack (see blobgate demo --help)")
     return parser
 
 
@@ -38,14 +37,15 @@ def _serve(cfg: Config) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:  # the demo parses its own options
+        from blobgate.devstack.demo import main as demo_main
+
+        return demo_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "version":
         print(f"blobgate {__version__}")
         return 0
-    if args.command == "demo":
-        from blobgate.devstack.demo import main as demo_main
-
-        return demo_main(args.args)
     try:
         cfg = load(args.config)
         if args.command == "check-config":

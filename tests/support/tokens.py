@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -12,36 +11,14 @@ from typing import Any
 
 import jwt
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from blobgate.devstack.pki import PrivateKey, certificate
 from blobgate.keys import libtrust_key_id
 
 ISSUER = "test-issuer"
 SERVICE = "test-registry"
-
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-
-
-def certificate(
-    key: PrivateKey, name: str, issuer: tuple[PrivateKey, str] | None = None, ca: bool = True
-) -> x509.Certificate:
-    """A certificate for ``key``, self-signed unless ``issuer`` (key, name) is given."""
-    signer_key, signer_name = issuer or (key, name)
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, signer_name)]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(signer_key, hashes.SHA256())
-    )
-
 
 def pem(*certs: x509.Certificate) -> bytes:
     """A PEM bundle of ``certs``."""

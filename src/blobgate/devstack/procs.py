@@ -53,9 +53,8 @@ class Process:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
-                raise RuntimeError(
-                    f"{self.argv[0]} exited with {self.popen.returncode}:\n{self.log_text()[-3000:]}"
-                )
+                code, tail = self.popen.returncode, self.log_text()[-3000:]
+                raise RuntimeError(f"{self.argv[0]} exited with {code}:\n{tail}")
             try:
                 with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback test URL
                     return

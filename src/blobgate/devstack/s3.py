@@ -18,6 +18,7 @@ SECRET_KEY = "blobgate-dev-secret-key"  # noqa: S105 - moto accepts any credenti
 REGION = "us-east-1"
 
 _REQUEST_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<target>\S+) HTTP/[\d.]+" (?P<status>\d{3})')
+_ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours non-200 request lines
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,11 @@ class S3Server:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             workdir / "s3.log",
         )
-        self.process.wait_http(f"http://127.0.0.1:{self.port}/moto-api/")
+        try:
+            self.process.wait_http(f"http://127.0.0.1:{self.port}/moto-api/")
+        except BaseException:
+            self.process.stop()
+            raise
 
     def client(self) -> Any:
         """A synchronous boto3 S3 client for fixtures (bucket setup, uploads)."""
@@ -63,7 +68,7 @@ class S3Server:
         """Every request logged so far, oldest first."""
         return [
             S3Request(m["method"], m["target"], int(m["status"]))
-            for m in _REQUEST_LINE.finditer(self.process.log_text())
+            for m in _REQUEST_LINE.finditer(_ANSI_STYLE.sub("", self.process.log_text()))
         ]
 
     def close(self) -> None:
