@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,10 @@ from blobgate.health import create_metrics_app
 from blobgate.keys import TrustedKeys
 from blobgate.reference import parse_digest, storage_key
 
+from support.gateway import BUCKET, GatewayFactory, Scrape
 from support.postgres import fresh_database
 from support.standin import StandIn
 from support.tokens import ISSUER, SERVICE, Signer
-
-BUCKET = "registry"
 
 
 @pytest.fixture(scope="session")
@@ -87,9 +86,6 @@ async def standin() -> AsyncIterator[tuple[StandIn, TestServer]]:
     await server.close()
 
 
-GatewayFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
-
-
 @pytest.fixture
 async def gateway(
     standin: tuple[StandIn, TestServer],
@@ -120,9 +116,6 @@ async def gateway(
     yield make
     for client in clients:
         await client.close()
-
-
-Scrape = Callable[[TestClient[Any, Any]], Awaitable[dict[str, float]]]
 
 
 @pytest.fixture

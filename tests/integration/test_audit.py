@@ -14,7 +14,7 @@ import pytest
 
 from blobgate.config import AuditConfig
 
-from conftest import GatewayFactory, Scrape
+from support.gateway import GatewayFactory, Scrape
 from support.standin import StandIn
 from support.tcpproxy import TCPProxy
 from support.tokens import Signer

@@ -19,8 +19,8 @@ import pytest
 from blobgate.config import S3Config, StorageConfig
 from blobgate.devstack.s3 import SECRET_KEY, S3Server
 
-from conftest import BUCKET, GatewayFactory
 from support import sigv4
+from support.gateway import BUCKET, GatewayFactory
 from support.standin import StandIn
 from support.tokens import Signer
 

@@ -16,7 +16,7 @@ from blobgate.accesslog import JSONFormatter
 from blobgate.config import AuditConfig
 from blobgate.devstack.s3 import SECRET_KEY
 
-from conftest import GatewayFactory
+from support.gateway import GatewayFactory
 from support.standin import StandIn
 from support.tokens import Signer
 

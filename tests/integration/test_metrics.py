@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from blobgate.config import UpstreamConfig
 from blobgate.health import create_metrics_app
 
-from conftest import GatewayFactory, Scrape
+from support.gateway import GatewayFactory, Scrape
 from support.standin import StandIn
 from support.tokens import Signer
 

@@ -15,7 +15,7 @@ import pytest
 
 from blobgate.config import UpstreamConfig
 
-from conftest import GatewayFactory
+from support.gateway import GatewayFactory
 from support.standin import StandIn
 
 Standin = tuple[StandIn, Any]
