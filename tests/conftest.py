@@ -15,11 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from blobgate.accesslog import AccessLogger
-from blobgate.app import create_app
+from blobgate.app import create_app, load_keys
 from blobgate.config import AuthConfig, Config, S3Config, StorageConfig, UpstreamConfig
 from blobgate.devstack import s3 as devs3
 from blobgate.health import create_metrics_app
-from blobgate.keys import TrustedKeys
 from blobgate.reference import parse_digest, storage_key
 
 from support.gateway import BUCKET, GatewayFactory, Scrape
@@ -104,7 +103,7 @@ async def gateway(
             storage=StorageConfig(s3=S3Config(bucket=BUCKET, endpoint_url=s3_server.endpoint_url)),
         )
         cfg = replace(cfg, **parts)
-        server = TestServer(create_app(cfg, TrustedKeys.from_file(bundle)))
+        server = TestServer(create_app(cfg, load_keys(cfg)))
         await server.start_server(
             access_log_class=AccessLogger, access_log=logging.getLogger("blobgate.access")
         )

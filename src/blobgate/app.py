@@ -8,8 +8,10 @@ are opened once and closed on shutdown.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 from aiohttp import web
@@ -20,14 +22,17 @@ from blobgate.auth import TokenVerifier
 from blobgate.blobs import BlobService
 from blobgate.cache import URLCache
 from blobgate.config import Config
+from blobgate.db import LazyPool
 from blobgate.errors import ConfigError, RegistryError
+from blobgate.harbordb import HarborDBMembership
 from blobgate.keys import KeyBundleError, TrustedKeys
-from blobgate.membership import CachedMembership, UpstreamMembership
+from blobgate.membership import CachedMembership, Membership, UpstreamMembership
 from blobgate.metrics import STATS, Stats
 from blobgate.proxy import forward
 from blobgate.reference import match_blob_path
 from blobgate.storage import open_s3, presign_host
 from blobgate.upstream import Upstream
+from blobgate.watch import FileWatcher
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +64,42 @@ def check_presign_host(cfg: Config) -> None:
             log.warning("%s (allowed by storage.s3.unsafe_allow_gateway_host)", why)
 
 
+def _membership(
+    cfg: Config, upstream: Upstream, stats: Stats, stack: AsyncExitStack
+) -> Membership:
+    """The configured membership source (before caching)."""
+    asking_upstream = UpstreamMembership(upstream)
+    if cfg.membership.source == "upstream":
+        return asking_upstream
+    pool = LazyPool(cfg.membership.dsn or "", max_size=8)
+    stack.push_async_callback(pool.close)
+    return HarborDBMembership(pool, asking_upstream, stats)
+
+
+def _certificate_watcher(cfg: Config, verifier: TokenVerifier, stats: Stats) -> FileWatcher:
+    path = Path(cfg.auth.certificates)
+
+    def reload() -> None:
+        verifier.replace_keys(TrustedKeys.from_file(path))
+
+    return FileWatcher("token_certificates", [path], reload, stats, cfg.auth.reload_interval_s)
+
+
 async def _services(app: web.Application) -> AsyncIterator[None]:
     cfg, stats = app[CONFIG], app[STATS]
     async with (
         Upstream.new_session(cfg.upstream) as session,
         open_s3(cfg.storage.s3) as s3,
         open_audit(cfg.audit, stats, cfg.server.shutdown_grace_s) as audit,
+        AsyncExitStack() as stack,
     ):
         upstream = Upstream(cfg.upstream, session, stats)
         blobs = BlobService(
             verifier=TokenVerifier(cfg.auth, app[KEYS]),
             membership=CachedMembership(
-                UpstreamMembership(upstream), cfg.membership.cache_ttl_s, cfg.membership.cache_size
+                _membership(cfg, upstream, stats, stack),
+                cfg.membership.cache_ttl_s,
+                cfg.membership.cache_size,
             ),
             urls=URLCache(s3, cfg.storage.url_cache_size),
             storage=s3,
@@ -83,6 +112,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             token=blobs.verifier.cache, url=blobs.urls.cache, membership=blobs.membership.cache
         )
         app[UPSTREAM], app[BLOBS], app[AUDIT] = upstream, blobs, audit
+        if cfg.auth.reload_interval_s > 0:
+            watcher = _certificate_watcher(cfg, blobs.verifier, stats)
+            task = asyncio.create_task(watcher.run())
+            stack.callback(task.cancel)
         yield
 
 

@@ -19,10 +19,11 @@ from dataclasses import astuple, dataclass, fields
 from datetime import datetime
 from typing import Any, Protocol
 
-import asyncpg
 from aiohttp import web
 
 from blobgate.config import AuditConfig
+from blobgate.db import ERRORS as DB_ERRORS
+from blobgate.db import DatabaseUnavailable, LazyPool
 from blobgate.metrics import Stats
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,8 @@ class PostgresAudit:
         self._stats = stats
         self._queue: deque[AuditRecord] = deque()
         self._wake = asyncio.Event()
-        self._pool: Any = None
+        self._pool = LazyPool(cfg.dsn or "", max_size=2, init_sql=_DDL.format(table=cfg.table))
         self._stopping = False
-        self._last_error = ""
         self._task: asyncio.Task[None] | None = None
 
     def submit(self, record: AuditRecord) -> None:
@@ -118,8 +118,12 @@ class PostgresAudit:
             except TimeoutError:
                 log.warning("audit flush timed out; %d records dropped", len(self._queue))
                 self._stats.audit["dropped"] += len(self._queue)
-        if self._pool is not None:
-            await self._pool.close()
+        await self._pool.close()
+
+    @property
+    def database_error(self) -> str:
+        """Why the last write failed, or "" while writes succeed."""
+        return self._pool.last_error
 
     async def _run(self) -> None:
         while not (self._stopping and not self._queue):
@@ -146,38 +150,22 @@ class PostgresAudit:
         return batch
 
     async def _write(self, batch: list[AuditRecord]) -> None:
+        was_failing = bool(self._pool.last_error)
         try:
-            async with asyncio.timeout(WRITE_TIMEOUT_S):
-                pool = await self._connect()
-                async with pool.acquire() as conn:
-                    await conn.copy_records_to_table(
-                        self._cfg.table, records=[astuple(r) for r in batch], columns=COLUMNS
-                    )
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            pool = await self._pool.get()
+            async with asyncio.timeout(WRITE_TIMEOUT_S), pool.acquire() as conn:
+                await conn.copy_records_to_table(
+                    self._cfg.table, records=[astuple(r) for r in batch], columns=COLUMNS
+                )
+        except (*DB_ERRORS, DatabaseUnavailable) as exc:
             self._stats.audit["dropped"] += len(batch)
-            self._report(exc)
+            if not was_failing:
+                log.warning("audit database unavailable, dropping records: %s", exc)
+            if not isinstance(exc, DatabaseUnavailable):
+                self._pool.failed(exc)
             return
         self._stats.audit["written"] += len(batch)
-        self._last_error = ""
-
-    async def _connect(self) -> Any:
-        if self._pool is None:
-            pool = await asyncpg.create_pool(self._cfg.dsn, min_size=1, max_size=2)
-            async with pool.acquire() as conn:
-                await conn.execute(_DDL.format(table=self._cfg.table))
-            self._pool = pool
-        return self._pool
-
-    def _report(self, exc: BaseException) -> None:
-        cause = type(exc).__name__
-        if cause != self._last_error:
-            log.warning("audit database unavailable, dropping records: %s: %s", cause, exc)
-            self._last_error = cause
-
-    @property
-    def healthy(self) -> bool:
-        """False while the last write failed."""
-        return not self._last_error
+        self._pool.succeeded()
 
 
 @asynccontextmanager

@@ -77,9 +77,11 @@ class AuthConfig:
     leeway_s: int = 60
     algorithms: tuple[str, ...] = ASYMMETRIC_ALGORITHMS
     token_cache_size: int = 100_000
+    reload_interval_s: float = 10.0
 
     def __post_init__(self) -> None:
         check(bool(self.issuer), "issuer", "must not be empty")
+        check(self.reload_interval_s >= 0, "reload_interval_s", "must not be negative")
         check(bool(self.service), "service", "must not be empty")
         check(0 <= self.leeway_s <= 600, "leeway_s", "must be between 0 and 600")
         check(self.token_cache_size > 0, "token_cache_size", "must be positive")
@@ -137,11 +139,14 @@ class MembershipConfig:
     """How blobgate learns that a blob belongs to a repository."""
 
     source: str = "upstream"
+    dsn: str | None = None
     cache_ttl_s: int = 300
     cache_size: int = 100_000
 
     def __post_init__(self) -> None:
-        check(self.source == "upstream", "source", "must be 'upstream'")
+        check(self.source in ("upstream", "harbor_db"), "source",
+              "must be 'upstream' or 'harbor_db'")
+        check(self.source != "harbor_db" or bool(self.dsn), "dsn", "is required for harbor_db")
         check(self.cache_ttl_s >= 0, "cache_ttl_s", "must not be negative")
         check(self.cache_size > 0, "cache_size", "must be positive")
 

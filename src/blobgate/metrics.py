@@ -62,6 +62,8 @@ class Stats:
     presign_failures: Counter[str] = field(default_factory=Counter)
     fallbacks: Counter[str] = field(default_factory=Counter)
     audit: Counter[str] = field(default_factory=Counter)
+    reloads: Counter[tuple[str, str]] = field(default_factory=Counter)
+    reload_healthy: dict[str, int] = field(default_factory=dict)
     caches: dict[str, ExpiringCache[Any, Any]] = field(default_factory=dict)
 
     def observe(self, route: str, method: str, outcome: str, seconds: float) -> None:
@@ -119,6 +121,16 @@ class StatsCollector(Collector):
                        ["reason"], s.fallbacks)
         yield _counter("blobgate_audit_records", "Audit records by result.",
                        ["result"], s.audit)
+        yield _counter("blobgate_reloads", "Reloads of watched files by file and result.",
+                       ["file", "result"], s.reloads)
+        healthy = GaugeMetricFamily(
+            "blobgate_reload_healthy",
+            "1 when the watched file on disk loaded; 0 when it is bad and the old one is kept.",
+            labels=["file"],
+        )
+        for name, value in sorted(s.reload_healthy.items()):
+            healthy.add_metric([name], value)
+        yield healthy
         yield from self._caches()
 
     def _caches(self) -> Iterator[Metric]:

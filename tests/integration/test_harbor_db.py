@@ -1,0 +1,143 @@
+"""Membership from a real PostgreSQL loaded with Harbor's schema (same names as Harbor's
+migrations): member, non-member, other project, deleted project, blob being deleted,
+unknown digest, database unavailable."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from blobgate.config import MembershipConfig
+
+from support.gateway import GatewayFactory, Scrape
+from support.standin import StandIn
+from support.tokens import Signer
+
+SCHEMA = Path(__file__).parents[1] / "support" / "harbor_schema.sql"
+Standin = tuple[StandIn, Any]
+
+
+class Harbor:
+    """Writes projects, artifacts and blobs the way Harbor records a push."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def project(self, name: str, deleted: bool = False) -> int:
+        project_id: int = await self.conn.fetchval(
+            "INSERT INTO project (owner_id, name, deleted) VALUES (1, $1, $2) "
+            "ON CONFLICT (name) DO UPDATE SET deleted = $2 RETURNING project_id", name, deleted)
+        return project_id
+
+    async def push(self, repository: str, blobs: dict[str, int], status: str = "none") -> None:
+        project_id = await self.project(repository.split("/")[0])
+        repo_id = await self.conn.fetchval(
+            "INSERT INTO repository (name, project_id) VALUES ($1, $2) "
+            "ON CONFLICT (name) DO UPDATE SET name = $1 RETURNING repository_id",
+            repository, project_id)
+        manifest = "sha256:" + hashlib.sha256(os.urandom(16)).hexdigest()
+        await self.conn.execute(
+            "INSERT INTO artifact (type, media_type, manifest_media_type, project_id, "
+            "repository_id, repository_name, digest) VALUES ('IMAGE', 'm', 'm', $1, $2, $3, $4)",
+            project_id, repo_id, repository, manifest)
+        for digest, size in blobs.items():
+            blob_id = await self.conn.fetchval(
+                "INSERT INTO blob (digest, content_type, size, status) VALUES ($1, 'b', $2, $3) "
+                "ON CONFLICT (digest) DO UPDATE SET status = $3 RETURNING id",
+                digest, size, status)
+            await self.conn.execute(
+                "INSERT INTO artifact_blob (digest_af, digest_blob) VALUES ($1, $2)",
+                manifest, digest)
+            await self.conn.execute(
+                "INSERT INTO project_blob (project_id, blob_id) VALUES ($1, $2) "
+                "ON CONFLICT DO NOTHING", project_id, blob_id)
+
+
+@pytest.fixture
+async def harbor(pg_dsn: str) -> Any:
+    conn = await asyncpg.connect(pg_dsn)
+    await conn.execute(SCHEMA.read_text())
+    yield Harbor(conn)
+    await conn.execute("TRUNCATE project, repository, blob, project_blob, artifact, artifact_blob")
+    await conn.close()
+
+
+def new_blob(put_blob: Any) -> tuple[str, bytes]:
+    data = os.urandom(3000)
+    return put_blob(data), data
+
+
+async def get(client: Any, name: str, digest: str, signer: Signer, method: str = "GET") -> Any:
+    headers = {"Authorization": f"Bearer {signer.token(name)}"}
+    return await client.request(method, f"/v2/{name}/blobs/{digest}", headers=headers,
+                                allow_redirects=False)
+
+
+async def test_member_is_redirected_without_asking_upstream(
+    gateway: GatewayFactory, pg_dsn: str, harbor: Harbor, signer: Signer, put_blob: Any,
+    standin: Standin,
+) -> None:
+    digest, data = new_blob(put_blob)
+    await harbor.push("proj/app", {digest: len(data)})
+    client = await gateway(membership=MembershipConfig(source="harbor_db", dsn=pg_dsn))
+    assert (await get(client, "proj/app", digest, signer)).status == 307
+    head = await get(client, "proj/app", digest, signer, "HEAD")
+    assert head.status == 200
+    assert head.headers["Content-Length"] == str(len(data))  # Harbor's recorded size
+    assert standin[0].requests == []  # no upstream round trip at all
+
+
+@pytest.mark.parametrize("case", ["other-repo", "other-project", "deleted-project", "deleting"])
+async def test_non_servable_blobs_are_never_redirected(
+    gateway: GatewayFactory, pg_dsn: str, harbor: Harbor, signer: Signer, put_blob: Any,
+    standin: Standin, case: str,
+) -> None:
+    digest, data = new_blob(put_blob)
+    if case == "other-repo":
+        await harbor.push("proj/other", {digest: len(data)})
+    elif case == "other-project":
+        await harbor.push("elsewhere/app", {digest: len(data)})
+    elif case == "deleted-project":
+        await harbor.push("proj/app", {digest: len(data)})
+        await harbor.project("proj", deleted=True)
+    else:
+        await harbor.push("proj/app", {digest: len(data)}, status="deleting")
+    client = await gateway(membership=MembershipConfig(source="harbor_db", dsn=pg_dsn))
+    response = await get(client, "proj/app", digest, signer)
+    assert response.status == 404  # the registry's own answer, passed through
+    assert "Location" not in response.headers
+    assert standin[0].count("GET", f"/v2/proj/app/blobs/{digest}") == 1
+
+
+async def test_unknown_digest_passes_through_to_harbor(
+    gateway: GatewayFactory, pg_dsn: str, harbor: Harbor, signer: Signer, put_blob: Any,
+    standin: Standin,
+) -> None:
+    digest, data = new_blob(put_blob)
+    standin[0].blobs[("cache/app", digest)] = data  # e.g. a proxy-cache project fetching it
+    client = await gateway(membership=MembershipConfig(source="harbor_db", dsn=pg_dsn))
+    response = await get(client, "cache/app", digest, signer)
+    assert response.status == 200
+    assert await response.read() == data  # served by Harbor, not denied by blobgate
+
+
+async def test_database_unavailable_falls_back_to_upstream(
+    gateway: GatewayFactory, signer: Signer, put_blob: Any, standin: Standin, scrape: Scrape,
+) -> None:
+    digest, data = new_blob(put_blob)
+    standin[0].blobs[("proj/app", digest)] = data
+    down = "postgresql://postgres@127.0.0.1:9/registry"
+    client = await gateway(membership=MembershipConfig(source="harbor_db", dsn=down))
+    before = await scrape(client)
+    assert (await get(client, "proj/app", digest, signer)).status == 307
+    after = await scrape(client)
+    assert standin[0].count("HEAD", f"/v2/proj/app/blobs/{digest}") == 1
+    key = 'blobgate_fallbacks_total{reason="database_unavailable"}'
+    assert after[key] - before.get(key, 0) == 1
+    errors = 'blobgate_membership_checks_total{result="error",source="harbor_db"}'
+    assert after[errors] - before.get(errors, 0) == 1
