@@ -101,8 +101,6 @@ class AccessLogger(AbstractAccessLogger):
         """Metrics for every request; an audit record for every blob request."""
         stats = request.app[STATS]
         stats.observe(info.route, request.method, info.outcome, time_s)
-        if info.outcome in ("passthrough", "denied", "not_found"):
-            stats.streamed_bytes += response.body_length
         audit = request.app.get(AUDIT)
         if info.route == "blob" and audit is not None:
             audit.submit(AuditRecord(

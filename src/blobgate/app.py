@@ -28,9 +28,12 @@ from blobgate.harbordb import HarborDBMembership
 from blobgate.keys import KeyBundleError, TrustedKeys
 from blobgate.membership import CachedMembership, Membership, UpstreamMembership
 from blobgate.metrics import STATS, Stats
+from blobgate.origin import RegistryBlobs
 from blobgate.proxy import forward
 from blobgate.reference import match_blob_path
+from blobgate.routing import RoutingPolicy
 from blobgate.storage import open_s3, presign_host
+from blobgate.stream import BlobSource
 from blobgate.upstream import Upstream
 from blobgate.watch import FileWatcher
 
@@ -85,15 +88,26 @@ def _certificate_watcher(cfg: Config, verifier: TokenVerifier, stats: Stats) -> 
     return FileWatcher("token_certificates", [path], reload, stats, cfg.auth.reload_interval_s)
 
 
+async def _sources(
+    cfg: Config, upstream: Upstream, stack: AsyncExitStack
+) -> tuple[BlobSource, URLCache | None]:
+    """Where bytes come from, and the URL cache when the backend can presign."""
+    chunk = cfg.storage.stream_chunk_bytes
+    if cfg.storage.backend == "proxy":
+        return RegistryBlobs(upstream, chunk), None
+    s3 = await stack.enter_async_context(open_s3(cfg.storage.s3, chunk_bytes=chunk))
+    return s3, URLCache(s3, cfg.storage.url_cache_size)
+
+
 async def _services(app: web.Application) -> AsyncIterator[None]:
     cfg, stats = app[CONFIG], app[STATS]
     async with (
         Upstream.new_session(cfg.upstream) as session,
-        open_s3(cfg.storage.s3) as s3,
         open_audit(cfg.audit, stats, cfg.server.shutdown_grace_s) as audit,
         AsyncExitStack() as stack,
     ):
         upstream = Upstream(cfg.upstream, session, stats)
+        source, urls = await _sources(cfg, upstream, stack)
         blobs = BlobService(
             verifier=TokenVerifier(cfg.auth, app[KEYS]),
             membership=CachedMembership(
@@ -101,16 +115,17 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                 cfg.membership.cache_ttl_s,
                 cfg.membership.cache_size,
             ),
-            urls=URLCache(s3, cfg.storage.url_cache_size),
-            storage=s3,
+            source=source,
+            urls=urls,
+            policy=RoutingPolicy(cfg.routing),
             upstream=upstream,
             stats=stats,
             presign_host=presign_host(cfg.storage.s3),
             allow_gateway_host=cfg.storage.s3.unsafe_allow_gateway_host,
         )
-        stats.caches.update(
-            token=blobs.verifier.cache, url=blobs.urls.cache, membership=blobs.membership.cache
-        )
+        stats.caches.update(token=blobs.verifier.cache, membership=blobs.membership.cache)
+        if urls is not None:
+            stats.caches["url"] = urls.cache
         app[UPSTREAM], app[BLOBS], app[AUDIT] = upstream, blobs, audit
         if cfg.auth.reload_interval_s > 0:
             watcher = _certificate_watcher(cfg, blobs.verifier, stats)

@@ -1,9 +1,10 @@
 """The blob path: GET/HEAD ``/v2/<name>/blobs/<digest>``, and nothing else.
 
-parse → authorize → membership → (HEAD: answer locally | GET: 307 to a cached presigned
-URL). Whenever blobgate cannot vouch for the request (no or invalid token, no pull
-grant on exactly this repository, blob not in it, storage trouble) the request goes
-to the registry unchanged, so clients always get the registry's own answer.
+parse → authorize → membership → HEAD: answer locally | GET: 307 to a cached presigned
+URL, or stream the bytes when policy says so or no URL can be had. Whenever blobgate
+cannot vouch for the request (no or invalid token, no pull grant on exactly this
+repository, blob not in it) the request goes to the registry unchanged, so clients
+always get the registry's own answer.
 """
 
 from __future__ import annotations
@@ -17,32 +18,37 @@ from aiohttp import web
 from blobgate.accesslog import info_of
 from blobgate.auth import TokenVerifier, bearer_token
 from blobgate.cache import URLCache
-from blobgate.errors import StorageError
+from blobgate.errors import RegistryError, StorageError
 from blobgate.membership import CachedMembership, Member
 from blobgate.metrics import Stats
 from blobgate.proxy import client_origin, forward
 from blobgate.reference import BlobRef, parse_blob
-from blobgate.storage import S3Storage
+from blobgate.routing import RoutingPolicy
+from blobgate.stream import API_VERSION, BlobSource, RangeNotSatisfiable, parse_range, serve
+from blobgate.stream import not_satisfiable as range_not_satisfiable
 from blobgate.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
-API_VERSION = {"Docker-Distribution-Api-Version": "registry/2.0"}
-
 
 @dataclass
 class BlobService:
-    """Everything the blob path needs, built once at start-up."""
+    """Everything the blob path needs, built once at start-up.
+
+    ``urls`` is ``None`` when the backend cannot presign (``storage.backend: proxy``).
+    """
 
     verifier: TokenVerifier
     membership: CachedMembership
-    urls: URLCache
-    storage: S3Storage
+    source: BlobSource
+    urls: URLCache | None
+    policy: RoutingPolicy
     upstream: Upstream
     stats: Stats
     presign_host: str
     allow_gateway_host: bool
     _background: set[asyncio.Task[None]] = field(default_factory=set)
+    _logged_causes: set[str] = field(default_factory=set)
 
     async def handle(
         self, request: web.Request, raw_name: str, raw_digest: str
@@ -62,43 +68,80 @@ class BlobService:
         if member is None:
             return await self._pass(request, "not_found")
         if request.method == "HEAD":
-            return await self._head(request, ref, member)
-        if self._shares_gateway_host(request):
-            return await self._pass(request, "passthrough", "gateway_host")
-        try:
-            signed = await self.urls.url_for(ref.digest)
-        except StorageError as exc:
-            log.warning("presign failed, the registry serves the blob: %s", exc)
-            self.stats.presign_failures[exc.reason] += 1
-            return await self._pass(request, "passthrough", "presign_failed")
-        info.outcome = "redirect"
-        self._count_offload(ref, member)
-        headers = {"Location": signed.url, "Docker-Content-Digest": str(ref.digest), **API_VERSION}
-        return web.Response(status=307, headers=headers)
+            return await self._head(request, ref, member, authorization[0])
+        if self.urls is not None and self._redirect_wanted(request, ref):
+            try:
+                signed = await self.urls.url_for(ref.digest)
+            except StorageError as exc:
+                self._fell_back("presign_failed", exc)
+            else:
+                info.outcome = "redirect"
+                self._count_offload(ref, member, authorization[0])
+                headers = {"Location": signed.url, "Docker-Content-Digest": str(ref.digest)}
+                return web.Response(status=307, headers={**headers, **API_VERSION})
+        return await self._stream(request, ref, member, authorization[0])
 
-    async def _pass(
-        self, request: web.Request, outcome: str, fallback: str | None = None
+    def _redirect_wanted(self, request: web.Request, ref: BlobRef) -> bool:
+        if self.policy.decide(request, ref.name) != "redirect":
+            return False
+        if self._shares_gateway_host(request):
+            self.stats.fallbacks["gateway_host"] += 1
+            return False
+        return True
+
+    async def _stream(
+        self, request: web.Request, ref: BlobRef, member: Member, authorization: str
     ) -> web.StreamResponse:
-        """Let the registry answer; ``fallback`` names why a servable blob was not served."""
+        try:
+            size = member.size if member.size is not None else await self._learn_size(
+                ref, authorization
+            )
+            span = parse_range(request.headers.get("Range"), size)
+        except RangeNotSatisfiable:
+            info_of(request).outcome = "stream"
+            return range_not_satisfiable(ref, size)
+        except (StorageError, RegistryError) as exc:
+            self._fell_back("size_unknown", exc)
+            return await self._pass(request, "passthrough")
+        info_of(request).outcome = "stream"
+        try:
+            return await serve(request, ref, span, self.source, authorization, self.stats)
+        except (StorageError, RegistryError) as exc:  # before the first byte was sent
+            self._fell_back("stream_failed", exc)
+            return await self._pass(request, "passthrough")
+
+    async def _pass(self, request: web.Request, outcome: str) -> web.StreamResponse:
+        """Let the registry answer."""
         info_of(request).outcome = outcome
-        if fallback is not None:
-            self.stats.fallbacks[fallback] += 1
         return await forward(request, self.upstream)
 
-    async def _head(self, request: web.Request, ref: BlobRef, member: Member) -> web.StreamResponse:
+    def _fell_back(self, reason: str, exc: Exception) -> None:
+        """Count a fallback; log each distinct cause once."""
+        self.stats.fallbacks[reason] += 1
+        if isinstance(exc, StorageError) and reason == "presign_failed":
+            self.stats.presign_failures[exc.reason] += 1
+        cause = f"{reason}:{type(exc).__name__}:{getattr(exc, 'reason', '')}"
+        if cause not in self._logged_causes:
+            self._logged_causes.add(cause)
+            log.warning("falling back (%s): %s", reason, exc)
+
+    async def _head(
+        self, request: web.Request, ref: BlobRef, member: Member, authorization: str
+    ) -> web.StreamResponse:
         size = member.size
         if size is None:
             try:
-                size = await self._learn_size(ref)
-            except StorageError as exc:
-                log.warning("blob size unknown, the registry answers the HEAD: %s", exc)
-                return await self._pass(request, "passthrough", "size_unknown")
+                size = await self._learn_size(ref, authorization)
+            except (StorageError, RegistryError) as exc:
+                self._fell_back("size_unknown", exc)
+                return await self._pass(request, "passthrough")
         info_of(request).outcome = "local"
         response = web.StreamResponse(
             status=200,
             headers={
                 "Docker-Content-Digest": str(ref.digest),
                 "Content-Type": "application/octet-stream",
+                "Accept-Ranges": "bytes",
                 **API_VERSION,
             },
         )
@@ -106,12 +149,12 @@ class BlobService:
         await response.prepare(request)
         return response
 
-    async def _learn_size(self, ref: BlobRef) -> int:
-        size = await self.storage.blob_size(ref.digest)
+    async def _learn_size(self, ref: BlobRef, authorization: str) -> int:
+        size = await self.source.size(ref, authorization)
         self.membership.remember(ref, Member(size))
         return size
 
-    def _count_offload(self, ref: BlobRef, member: Member) -> None:
+    def _count_offload(self, ref: BlobRef, member: Member, authorization: str) -> None:
         """Add the blob's size to the offloaded bytes, learning it in the background if needed."""
         if member.size is not None:
             self.stats.offloaded_bytes += member.size
@@ -119,8 +162,8 @@ class BlobService:
 
         async def learn() -> None:
             try:
-                size = await self._learn_size(ref)
-            except StorageError as exc:
+                size = await self._learn_size(ref, authorization)
+            except (StorageError, RegistryError) as exc:
                 log.info("size of a redirected blob unknown: %s", exc)
                 return
             self.stats.offloaded_bytes += size  # not `+= await ...`: that reads before awaiting
@@ -133,12 +176,9 @@ class BlobService:
         """True when the client's host is the presign host or a parent domain of it.
 
         Go clients then forward ``Authorization`` on the redirect and S3 rejects the
-        request ("Only one auth mechanism allowed"), so the registry serves instead.
+        request ("Only one auth mechanism allowed"), so blobgate streams instead.
         """
         if self.allow_gateway_host:
             return False
         host = (client_origin(request)[1].rsplit(":", 1)[0]).lower()
-        shared = self.presign_host == host or self.presign_host.endswith("." + host)
-        if shared:
-            log.error("presign host %s is under the gateway host %s", self.presign_host, host)
-        return shared
+        return self.presign_host == host or self.presign_host.endswith("." + host)

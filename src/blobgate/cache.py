@@ -31,7 +31,7 @@ class URLCache:
     def __init__(
         self, presigner: Presigner, maxsize: int, clock: Callable[[], float] = time.time
     ) -> None:
-        self._presigner = presigner
+        self.presigner = presigner
         self.cache: ExpiringCache[Digest, SignedURL] = ExpiringCache(
             maxsize, lambda signed: signed.hand_out_until, clock
         )
@@ -40,6 +40,6 @@ class URLCache:
         """A cached URL with enough life left, or a newly signed one."""
         signed = self.cache.get(digest)
         if signed is None:
-            signed = await self._presigner.presign_blob(digest)
+            signed = await self.presigner.presign_blob(digest)
             self.cache.put(digest, signed)
         return signed

@@ -8,6 +8,7 @@ S3 credentials never live here: they come from the standard AWS chain.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -123,15 +124,60 @@ class S3Config:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    """Which storage backend answers blob GETs."""
+    """Where blob bytes come from: S3 (redirect or stream), or the registry (stream only)."""
 
     backend: str = "s3"
     url_cache_size: int = 100_000
+    stream_chunk_bytes: int = 1 << 20
     s3: S3Config = field(default_factory=S3Config)
 
     def __post_init__(self) -> None:
-        check(self.backend == "s3", "backend", "must be 's3'")
+        check(self.backend in ("s3", "proxy"), "backend", "must be 's3' or 'proxy'")
         check(self.url_cache_size > 0, "url_cache_size", "must be positive")
+        check(4096 <= self.stream_chunk_bytes <= 16 << 20, "stream_chunk_bytes",
+              "must be between 4096 and 16777216")
+
+
+def _check_networks(values: tuple[str, ...], key: str) -> None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ConfigError(key, f"{value!r} is not a network in CIDR notation") from None
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    """One routing rule: when all its given conditions match, ``action`` applies."""
+
+    action: str
+    networks: tuple[str, ...] = ()
+    repositories: tuple[str, ...] = ()
+    user_agents: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check(self.action in ("redirect", "stream"), "action", "must be 'redirect' or 'stream'")
+        check(bool(self.networks or self.repositories or self.user_agents), "action",
+              "a rule needs at least one of networks, repositories, user_agents")
+        _check_networks(self.networks, "networks")
+        for pattern in self.user_agents:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError("user_agents", f"{pattern!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """Per request: redirect the client to storage, or stream the bytes through blobgate."""
+
+    default: str = "redirect"
+    trusted_proxies: tuple[str, ...] = ()
+    rules: tuple[RouteRule, ...] = ()
+
+    def __post_init__(self) -> None:
+        check(self.default in ("redirect", "stream"), "default", "must be 'redirect' or 'stream'")
+        _check_networks(self.trusted_proxies, "trusted_proxies")
 
 
 @dataclass(frozen=True)
@@ -193,6 +239,7 @@ class Config:
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     membership: MembershipConfig = field(default_factory=MembershipConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     log: LogConfig = field(default_factory=LogConfig)

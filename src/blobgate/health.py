@@ -41,10 +41,11 @@ async def _problems(gateway: web.Application) -> list[str]:
     problems = []
     if not blobs.verifier.keys.by_kid:
         problems.append("no token-signing certificates loaded")
-    try:
-        await blobs.storage.presign_blob(PROBE_DIGEST)
-    except StorageError as exc:
-        problems.append(f"S3 signing unavailable: {exc.reason}")
+    if blobs.urls is not None:
+        try:
+            await blobs.urls.presigner.presign_blob(PROBE_DIGEST)
+        except StorageError as exc:
+            problems.append(f"S3 signing unavailable: {exc.reason}")
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
             response = await blobs.upstream.request("GET", "/v2/")

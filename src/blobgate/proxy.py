@@ -95,6 +95,7 @@ async def forward(request: web.Request, upstream: Upstream) -> web.StreamRespons
         await response.prepare(request)
         try:
             async for chunk in upstream_response.content.iter_any():
+                upstream.stats.streamed_bytes += len(chunk)
                 await response.write(chunk)
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("upstream broke off mid-response: %s", type(exc).__name__)

@@ -38,6 +38,7 @@ async def run(cfg: Config, keys: TrustedKeys) -> None:
         access_log=access,
         access_log_class=AccessLogger,
         handle_signals=False,
+        handler_cancellation=True,  # a client that hangs up stops the origin read at once
         shutdown_timeout=cfg.server.shutdown_grace_s,
     )
     runners = [runner]

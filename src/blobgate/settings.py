@@ -2,7 +2,8 @@
 
 Kept apart from the section definitions so that ``config.py`` reads as the list of
 settings it is. Supported field types: ``str``, ``int``, ``float``, ``bool``,
-``str | None``, ``tuple[str, ...]`` and nested dataclasses.
+``str | None``, ``tuple[str, ...]``, nested dataclasses and ``tuple[<dataclass>, ...]``
+(lists of objects, settable only in the file).
 """
 
 from __future__ import annotations
@@ -89,6 +90,13 @@ def build(cls: type[T], raw: Any, prefix: str) -> T:
         if dataclasses.is_dataclass(hint):
             kwargs[name] = build(typing.cast(type, hint), value, f"{prefix}{name}.")
             continue
+        item = _item_dataclass(hint)
+        if item is not None:
+            if not isinstance(value, list):
+                raise ConfigError(f"{prefix}{name}", f"must be a list, got {value!r}")
+            entries = enumerate(value)
+            kwargs[name] = tuple(build(item, v, f"{prefix}{name}[{i}].") for i, v in entries)
+            continue
         try:
             kwargs[name] = _convert(hint, value)
         except TypeError as exc:
@@ -99,11 +107,20 @@ def build(cls: type[T], raw: Any, prefix: str) -> T:
         raise ConfigError(f"{prefix}{exc.key}", exc.why) from None
 
 
+def _item_dataclass(hint: Any) -> type | None:
+    """The element type of a ``tuple[SomeDataclass, ...]`` field, else ``None``."""
+    if typing.get_origin(hint) is not tuple:
+        return None
+    item = typing.get_args(hint)[0]
+    return typing.cast(type, item) if dataclasses.is_dataclass(item) else None
+
+
 def _leaves(cls: type, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Settings reachable by environment variable (lists of objects are file-only)."""
     for name, hint in _fields(cls):
         if dataclasses.is_dataclass(hint):
             yield from _leaves(typing.cast(type, hint), (*path, name))
-        else:
+        elif _item_dataclass(hint) is None:
             yield (*path, name), hint
 
 

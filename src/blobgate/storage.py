@@ -1,4 +1,4 @@
-"""The S3 backend: presigned GET URLs for blobs, and their sizes.
+"""The S3 backend: presigned GET URLs for blobs, their sizes, and their bytes.
 
 This is the only module that talks to botocore; its failures leave here as
 ``StorageError``. URLs are signed for the host clients will use
@@ -17,13 +17,15 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
 from blobgate.config import S3Config
 from blobgate.errors import StorageError
-from blobgate.reference import Digest, storage_key
+from blobgate.reference import BlobRef, Digest, storage_key
+from blobgate.stream import Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +74,13 @@ class S3Storage:
         cfg: S3Config,
         presigner: Any,
         api: Any,
+        chunk_bytes: int = 1 << 20,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._cfg = cfg
         self._presigner = presigner
         self._api = api
+        self._chunk_bytes = chunk_bytes
         self._clock = clock
 
     async def presign_blob(self, digest: Digest) -> SignedURL:
@@ -95,9 +99,9 @@ class S3Storage:
             expires_at = min(expires_at, credential_expiry)
         return SignedURL(url, signed_at, expires_at)
 
-    async def blob_size(self, digest: Digest) -> int:
+    async def size(self, ref: BlobRef, authorization: str) -> int:
         """The blob's size in bytes, from S3 (one HeadObject)."""
-        key = storage_key(self._cfg.rootdirectory, digest)
+        key = storage_key(self._cfg.rootdirectory, ref.digest)
         try:
             head = await self._api.head_object(Bucket=self._cfg.bucket, Key=key)
         except (BotoCoreError, ClientError) as exc:
@@ -105,9 +109,36 @@ class S3Storage:
         size: int = head["ContentLength"]
         return size
 
+    @asynccontextmanager
+    async def open(
+        self, ref: BlobRef, authorization: str, span: Span
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The bytes of ``span`` straight from S3 (one ranged GetObject)."""
+        key = storage_key(self._cfg.rootdirectory, ref.digest)
+        try:
+            obj = await self._api.get_object(
+                Bucket=self._cfg.bucket, Key=key, Range=f"bytes={span.first}-{span.last}"
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"get_object failed: {exc}", _reason(exc)) from exc
+        body = obj["Body"]
+        try:
+            yield self._chunks(body)
+        finally:
+            body.close()
+
+    async def _chunks(self, body: Any) -> AsyncIterator[bytes]:
+        try:
+            while chunk := await body.read(self._chunk_bytes):
+                yield chunk
+        except (BotoCoreError, aiohttp.ClientError, TimeoutError) as exc:
+            raise StorageError(f"reading from S3 failed: {exc}", type(exc).__name__) from exc
+
 
 @asynccontextmanager
-async def open_s3(cfg: S3Config, session: AioSession | None = None) -> AsyncIterator[S3Storage]:
+async def open_s3(
+    cfg: S3Config, session: AioSession | None = None, chunk_bytes: int = 1 << 20
+) -> AsyncIterator[S3Storage]:
     """An ``S3Storage`` with its clients open for as long as the context lasts.
 
     ``session`` defaults to one using the standard AWS credential chain.
@@ -132,4 +163,4 @@ async def open_s3(cfg: S3Config, session: AioSession | None = None) -> AsyncIter
         presigner = api
         if cfg.public_endpoint_url is not None:
             presigner = await stack.enter_async_context(client(cfg.public_endpoint_url))
-        yield S3Storage(cfg, presigner, api)
+        yield S3Storage(cfg, presigner, api, chunk_bytes)

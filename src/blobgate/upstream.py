@@ -33,12 +33,18 @@ class Upstream:
         """The upstream URL for a raw (still percent-encoded) request path and query."""
         return URL(self.base + raw_path, encoded=True)
 
-    async def request(self, method: str, raw_path: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        """Send a request upstream (redirects not followed); the caller releases the answer."""
+    async def request(
+        self, method: str, target: str | URL, **kwargs: Any
+    ) -> aiohttp.ClientResponse:
+        """Send a request (redirects not followed); the caller releases the answer.
+
+        ``target`` is a raw path on the upstream, or an absolute URL (a redirect target).
+        """
+        url = self.url(target) if isinstance(target, str) else target
         try:
             async with translate_errors():
                 response = await self.session.request(
-                    method, self.url(raw_path), allow_redirects=False, **kwargs
+                    method, url, allow_redirects=False, **kwargs
                 )
         except RegistryError:
             self.stats.upstream_status(None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -18,14 +19,31 @@ UNAUTHORIZED = {"errors": [{"code": "UNAUTHORIZED", "message": "authentication r
 UNKNOWN = {"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown to registry"}]}
 
 
+def _ranged(request: web.Request, data: bytes) -> web.Response:
+    """``data``, or the single range the request asks for (206)."""
+    match = re.fullmatch(r"bytes=(\d+)-(\d*)", request.headers.get("Range", ""))
+    if match is None:
+        return web.Response(body=data, content_type="application/octet-stream")
+    first = int(match[1])
+    last = int(match[2]) if match[2] else len(data) - 1
+    return web.Response(
+        status=206, body=data[first : last + 1], content_type="application/octet-stream",
+        headers={"Content-Range": f"bytes {first}-{last}/{len(data)}"},
+    )
+
+
 @dataclass
 class StandIn:
     """State and request log of the stand-in registry."""
 
     blobs: dict[tuple[str, str], bytes] = field(default_factory=dict)
     head_redirects: bool = True
+    get_redirects: bool = False
     requests: list[tuple[str, str]] = field(default_factory=list)
+    storage_auth: list[str | None] = field(default_factory=list)
+    trickling: set[str] = field(default_factory=set)
     first_chunk: asyncio.Event = field(default_factory=asyncio.Event)
+    stream_ended_early: asyncio.Event = field(default_factory=asyncio.Event)
 
     def count(self, method: str, path: str) -> int:
         return sum(1 for m, p in self.requests if m == method and p == path)
@@ -37,12 +55,42 @@ class StandIn:
                 UNAUTHORIZED, status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="http://issuer/token",service="t"'},
             )
+        if request.match_info["digest"] in self.trickling:
+            return await self.trickle(request)
         data = self.blobs.get((request.match_info["name"], request.match_info["digest"]))
         if data is None:
             return web.json_response(UNKNOWN, status=404)
+        digest = request.match_info["digest"]
         if request.method == "HEAD" and self.head_redirects:
-            raise web.HTTPTemporaryRedirect("http://storage.invalid/presigned-head")
-        return web.Response(body=data, content_type="application/octet-stream")
+            raise web.HTTPTemporaryRedirect(f"/storage/{digest}")
+        if request.method == "GET" and self.get_redirects:
+            raise web.HTTPTemporaryRedirect(f"/storage/{digest}")
+        return _ranged(request, data)
+
+    async def storage(self, request: web.Request) -> web.Response:
+        """Where the registry redirects to: records whether a token was sent along."""
+        self.storage_auth.append(request.headers.get("Authorization"))
+        digest = request.match_info["digest"]
+        data = next((d for (_, dg), d in self.blobs.items() if dg == digest), None)
+        if data is None:
+            return web.Response(status=404)
+        return _ranged(request, data)
+
+    async def trickle(self, request: web.Request) -> web.StreamResponse:
+        """A big blob served slowly; notes when the reader went away before the end."""
+        response = web.StreamResponse()
+        response.content_length = 64 << 20
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        try:
+            for _ in range(1024):
+                await response.write(b"t" * 65536)
+                await asyncio.sleep(0.01)
+        except (ConnectionError, asyncio.CancelledError):
+            self.stream_ended_early.set()
+            raise
+        return response
 
     async def echo(self, request: web.Request) -> web.Response:
         self.requests.append((request.method, request.raw_path))
@@ -96,6 +144,7 @@ class StandIn:
         app.router.add_route("*", "/v2/{name:.+}/blobs/uploads/", self.upload)
         app.router.add_route("HEAD", "/v2/{name:.+}/blobs/{digest}", self.blob)
         app.router.add_route("GET", "/v2/{name:.+}/blobs/{digest}", self.blob)
+        app.router.add_route("*", "/storage/{digest}", self.storage)
         app.router.add_route("GET", "/slow", self.slow)
         app.router.add_route("GET", "/broken", self.broken)
         app.router.add_route("GET", "/gzip", self.gzip)

@@ -1,0 +1,158 @@
+"""CloudFront-signed blob URLs, and the client networks that bypass them.
+
+Instead of a presigned S3 URL, blobgate can redirect a blob pull to a CloudFront
+distribution in front of the bucket, so blobs are served (and cached) at the edge. The
+distribution only serves URLs signed with a key in its trusted key group; this module
+signs them with a canned policy (one resource, one expiry), exactly as CloudFront checks
+them. The private key is read from a file and can be swapped at runtime (``KeyStore``).
+
+Clients inside listed networks (e.g. the cluster itself, next to the bucket) get the
+direct S3 URL instead: ``parse_networks`` and ``client_in_networks`` decide that.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# CloudFront's URL-safe base64: standard alphabet with + = / replaced by - _ ~.
+_CLOUDFRONT_B64 = str.maketrans("+=/", "-_~")
+# Characters a base URL may contain verbatim (quote() also keeps letters, digits, -._~).
+_URL_CHARS = ":/@!$&'()*+,;=%"
+
+
+class CDNKeyError(ValueError):
+    """The CloudFront private key cannot be used; the message names the file and why."""
+
+
+class CloudFrontSigner:
+    """Signs URLs under ``base_url`` with a CloudFront canned policy."""
+
+    def __init__(
+        self,
+        base_url: str,
+        key_pair_id: str,
+        private_key: rsa.RSAPrivateKey,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"CDN base URL {base_url!r} is not an http(s) URL")
+        if quote(base_url, safe=_URL_CHARS) != base_url:  # JSON would escape it differently
+            raise ValueError(f"CDN base URL {base_url!r} must be ASCII and percent-encoded")
+        if parts.query or parts.fragment:
+            raise ValueError(f"CDN base URL {base_url!r} must not have a query or fragment")
+        if not key_pair_id:
+            raise ValueError("CloudFront key pair ID is empty")
+        self.base_url = base_url.rstrip("/")
+        self.key_pair_id = key_pair_id
+        self._key = private_key
+        self._clock = clock
+
+    def resource(self, path: str) -> str:
+        """The URL of ``path`` without query: the policy's Resource, byte for byte."""
+        return f"{self.base_url}/{quote(path.lstrip('/'), safe='/:')}"
+
+    def sign(self, path: str, expires_at: float) -> str:
+        """A URL for ``path`` that CloudFront serves until ``expires_at`` (epoch seconds)."""
+        expires = int(expires_at)
+        if expires <= self._clock():
+            raise ValueError(f"expiry {expires} is not in the future")
+        resource = self.resource(path)
+        condition = {"DateLessThan": {"AWS:EpochTime": expires}}
+        statement = {"Statement": [{"Resource": resource, "Condition": condition}]}
+        policy = json.dumps(statement, separators=(",", ":")).encode("ascii")
+        # CloudFront only accepts SHA-1 signatures; that is its protocol, not our choice.
+        signature = self._key.sign(policy, padding.PKCS1v15(), hashes.SHA1())  # noqa: S303
+        encoded = base64.b64encode(signature).decode("ascii").translate(_CLOUDFRONT_B64)
+        key_id = quote(self.key_pair_id, safe="")
+        return f"{resource}?Expires={expires}&Signature={encoded}&Key-Pair-Id={key_id}"
+
+    def sign_for(self, path: str, ttl_s: float) -> str:
+        """A URL for ``path`` that expires ``ttl_s`` seconds from now."""
+        return self.sign(path, self._clock() + ttl_s)
+
+
+def load_private_key(path: Path) -> rsa.RSAPrivateKey:
+    """Read an unencrypted PEM RSA private key (PKCS#1 or PKCS#8) from ``path``."""
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise CDNKeyError(f"{path}: cannot read CloudFront key ({exc.strerror})") from None
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise CDNKeyError(f"{path}: not a usable PEM private key ({exc})") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise CDNKeyError(f"{path}: CloudFront needs an RSA key, not {type(key).__name__}")
+    return key
+
+
+class KeyStore:
+    """The current ``CloudFrontSigner``, reloadable from its key file without a restart.
+
+    Readers take ``store.signer`` (one attribute read, so always a complete signer);
+    ``reload`` builds a new signer first and only then swaps it in.
+    """
+
+    def __init__(
+        self,
+        key_path: Path,
+        base_url: str,
+        key_pair_id: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.key_path = key_path
+        self._base_url = base_url
+        self._clock = clock
+        self.signer = CloudFrontSigner(base_url, key_pair_id, load_private_key(key_path), clock)
+
+    def reload(self, key_pair_id: str | None = None) -> None:
+        """Re-read the key file (and optionally switch key pair ID) and swap the signer.
+
+        A new key pair in CloudFront has a new ID: pass it here when rotating. If the
+        file is unusable, ``CDNKeyError`` is raised and the previous signer stays.
+        """
+        key = load_private_key(self.key_path)
+        key_id = self.signer.key_pair_id if key_pair_id is None else key_pair_id
+        self.signer = CloudFrontSigner(self._base_url, key_id, key, self._clock)
+
+    def sign(self, path: str, expires_at: float) -> str:
+        """Sign with the current signer."""
+        return self.signer.sign(path, expires_at)
+
+
+def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
+    """Parse CIDRs (or bare addresses); host bits must be zero, so typos do not widen."""
+    networks: list[Network] = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=True))
+        except ValueError as exc:
+            raise ValueError(f"bad network {value!r}: {exc}") from None
+    return tuple(networks)
+
+
+def client_in_networks(addr: str | None, networks: Sequence[Network]) -> bool:
+    """Whether ``addr`` is in any of ``networks``; IPv4-mapped IPv6 counts as IPv4."""
+    if not addr:
+        return False
+    try:
+        ip = ipaddress.ip_address(addr.strip())
+    except ValueError:
+        return False
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        candidates.append(ip.ipv4_mapped)
+    return any(candidate in net for candidate in candidates for net in networks)

@@ -1,0 +1,93 @@
+"""Choosing, per request, between redirecting a client to storage and streaming the bytes.
+
+Some clients cannot reach the storage host (firewalls, in-cluster-only S3), some
+repositories must not leave through a CDN: rules match the client's network, the
+repository name (glob) and the ``User-Agent`` (regular expression); the first rule whose
+conditions all match decides, else the default. The client address honours
+``X-Forwarded-For`` only when the direct peer is a configured trusted proxy.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from blobgate.config import RouteRule, RoutingConfig
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_address(text: str | None) -> Address | None:
+    """The address in ``text`` (IPv4-mapped IPv6 unwrapped), or ``None`` if it is not one."""
+    try:
+        address = ipaddress.ip_address((text or "").strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def in_networks(address: Address | None, networks: Sequence[Network]) -> bool:
+    """True when ``address`` lies in any of ``networks``."""
+    return address is not None and any(address in network for network in networks)
+
+
+def client_address(request: web.BaseRequest, trusted: Sequence[Network]) -> Address | None:
+    """The client's address: the peer, or the first untrusted hop of X-Forwarded-For."""
+    address = parse_address(request.remote)
+    hops = [h for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")]
+    while hops and in_networks(address, trusted):
+        address = parse_address(hops.pop())
+    return address
+
+
+@dataclass(frozen=True)
+class _Rule:
+    action: str
+    networks: tuple[Network, ...]
+    repositories: tuple[str, ...]
+    user_agents: tuple[re.Pattern[str], ...]
+
+    @classmethod
+    def compile(cls, rule: RouteRule) -> _Rule:
+        return cls(
+            rule.action,
+            tuple(ipaddress.ip_network(n, strict=False) for n in rule.networks),
+            rule.repositories,
+            tuple(re.compile(p) for p in rule.user_agents),
+        )
+
+    def matches(self, address: Address | None, name: str, user_agent: str) -> bool:
+        return (
+            (not self.networks or in_networks(address, self.networks))
+            and (not self.repositories or any(fnmatch.fnmatchcase(name, p)
+                                               for p in self.repositories))
+            and (not self.user_agents or any(p.search(user_agent) for p in self.user_agents))
+        )
+
+
+class RoutingPolicy:
+    """Decides ``"redirect"`` or ``"stream"`` for a blob request."""
+
+    def __init__(self, cfg: RoutingConfig) -> None:
+        self.default = cfg.default
+        self.trusted = tuple(ipaddress.ip_network(n, strict=False) for n in cfg.trusted_proxies)
+        self._rules = tuple(_Rule.compile(r) for r in cfg.rules)
+
+    def decide(self, request: web.BaseRequest, name: str) -> str:
+        """The action for this request (the default when no rule matches)."""
+        if not self._rules:
+            return self.default
+        address = client_address(request, self.trusted)
+        user_agent = request.headers.get("User-Agent", "")
+        for rule in self._rules:
+            if rule.matches(address, name, user_agent):
+                return rule.action
+        return self.default

@@ -1,0 +1,139 @@
+"""Serving blob bytes through blobgate when a redirect cannot be used.
+
+Ranges are answered from the size blobgate knows, never from what the origin says
+(distribution's 416 is malformed): one range gives 206 with ``Content-Range``, an
+unsatisfiable one 416, several ranges the whole blob. Bytes move one bounded chunk at a
+time with backpressure from the client; nothing is decompressed or re-encoded. If the
+origin fails after the first byte the connection is cut, so a client never mistakes a
+short body for a whole blob; if it fails before, the caller can still fall back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
+
+from blobgate.errors import RegistryError, StorageError
+from blobgate.metrics import Stats
+from blobgate.proxy import StreamAborted
+from blobgate.reference import BlobRef
+
+log = logging.getLogger(__name__)
+
+_SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+API_VERSION = {"Docker-Distribution-Api-Version": "registry/2.0"}
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """An inclusive byte range ``first``..``last`` of a blob of ``size`` bytes."""
+
+    first: int
+    last: int
+    size: int
+
+    @property
+    def length(self) -> int:
+        return self.last - self.first + 1
+
+    @property
+    def whole(self) -> bool:
+        return self.first == 0 and self.last == self.size - 1
+
+
+class RangeNotSatisfiable(Exception):
+    """The requested range lies outside the blob."""
+
+
+def parse_range(header: str | None, size: int) -> Span:
+    """The span a ``Range`` header asks for; the whole blob when absent, invalid or multiple."""
+    whole = Span(0, size - 1, size)
+    match = _SINGLE_RANGE.fullmatch((header or "").strip())
+    if match is None or match[1] == match[2] == "":
+        return whole
+    if match[1] == "":  # suffix: the last N bytes
+        suffix = int(match[2])
+        if suffix == 0:
+            raise RangeNotSatisfiable
+        return Span(max(size - suffix, 0), size - 1, size)
+    first = int(match[1])
+    last = min(int(match[2]), size - 1) if match[2] else size - 1
+    if first >= size or first > last:
+        if match[2] and int(match[2]) < first:
+            return whole  # syntactically invalid (last < first): ignore the header
+        raise RangeNotSatisfiable
+    return Span(first, last, size)
+
+
+class BlobSource(Protocol):
+    """Where streamed bytes come from (S3, or the registry itself)."""
+
+    async def size(self, ref: BlobRef, authorization: str) -> int:
+        """The blob's size in bytes."""
+        ...
+
+    def open(
+        self, ref: BlobRef, authorization: str, span: Span
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """The bytes of ``span``; failures raise ``StorageError`` or ``RegistryError``."""
+        ...
+
+
+def _headers(ref: BlobRef, span: Span) -> dict[str, str]:
+    headers = {
+        "Docker-Content-Digest": str(ref.digest),
+        "Content-Type": "application/octet-stream",
+        "Accept-Ranges": "bytes",
+        **API_VERSION,
+    }
+    if not span.whole:
+        headers["Content-Range"] = f"bytes {span.first}-{span.last}/{span.size}"
+    return headers
+
+
+def not_satisfiable(ref: BlobRef, size: int) -> web.Response:
+    """A well-formed 416 for a range outside the blob."""
+    return web.Response(
+        status=416,
+        headers={"Content-Range": f"bytes */{size}", "Docker-Content-Digest": str(ref.digest),
+                 **API_VERSION},
+    )
+
+
+async def serve(
+    request: web.Request,
+    ref: BlobRef,
+    span: Span,
+    source: BlobSource,
+    authorization: str,
+    stats: Stats,
+) -> web.StreamResponse:
+    """Stream ``span`` of the blob to the client.
+
+    Raises ``StorageError``/``RegistryError`` only before the response has started.
+    """
+    async with source.open(ref, authorization, span) as chunks:
+        response = web.StreamResponse(status=200 if span.whole else 206,
+                                      headers=_headers(ref, span))
+        response.content_length = span.length
+        await response.prepare(request)
+        sent = 0
+        try:
+            async for chunk in chunks:
+                sent += len(chunk)
+                stats.streamed_bytes += len(chunk)
+                await response.write(chunk)
+        except (StorageError, RegistryError) as exc:
+            log.warning("origin failed mid-blob after %d of %d bytes: %s", sent, span.length, exc)
+            raise StreamAborted from exc
+        if sent != span.length:
+            log.warning("origin ended after %d of %d bytes", sent, span.length)
+            raise StreamAborted
+        await response.write_eof()
+        return response
