@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
@@ -31,8 +30,7 @@ def _serve(cfg: Config) -> int:
     accesslog.configure(cfg.log.level)
     keys = load_keys(cfg)
     check_presign_host(cfg)
-    asyncio.run(server.run(cfg, keys))
-    return 0
+    return server.serve(cfg, keys)
 
 
 def main(argv: list[str] | None = None) -> int:

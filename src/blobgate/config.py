@@ -34,10 +34,12 @@ class ServerConfig:
     port: int = 5080
     public_hosts: tuple[str, ...] = ()
     shutdown_grace_s: float = 30.0
+    workers: int = 1
 
     def __post_init__(self) -> None:
         check(1 <= self.port <= 65535, "port", "must be between 1 and 65535")
         check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "must not be negative")
+        check(1 <= self.workers <= 64, "workers", "must be between 1 and 64")
 
 
 @dataclass(frozen=True)

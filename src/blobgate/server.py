@@ -1,15 +1,20 @@
-"""Running the gateway: the public listener, the private metrics listener, and shutdown.
+"""Running the gateway: listeners, worker processes, event loop, and shutdown.
 
-On SIGTERM or SIGINT blobgate stops accepting connections, gives in-flight requests up
-to ``server.shutdown_grace_s`` to finish, then closes its clients (flushing what they
-hold) and exits 0.
+With ``server.workers: N`` the parent forks N processes that share the public port
+(SO_REUSEPORT); worker ``i`` serves its own metrics on ``metrics.port + i``. uvloop is
+used when it is installed. On SIGTERM or SIGINT each worker stops accepting
+connections, gives in-flight requests up to ``server.shutdown_grace_s`` to finish,
+closes its clients (flushing what they hold) and exits 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -22,12 +27,12 @@ from blobgate.keys import TrustedKeys
 log = logging.getLogger(__name__)
 
 
-async def _start(runner: web.AppRunner, host: str, port: int) -> None:
+async def _start(runner: web.AppRunner, host: str, port: int, reuse_port: bool) -> None:
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
 
 
-async def run(cfg: Config, keys: TrustedKeys) -> None:
+async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully."""
     access = logging.getLogger("blobgate.access")
     if not cfg.log.access_log:
@@ -46,12 +51,13 @@ async def run(cfg: Config, keys: TrustedKeys) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    shared = cfg.server.workers > 1
     try:
-        await _start(runner, cfg.server.host, cfg.server.port)
+        await _start(runner, cfg.server.host, cfg.server.port, shared)
         if cfg.metrics.enabled:
             metrics = web.AppRunner(create_metrics_app(gateway), access_log=None)
             runners.append(metrics)
-            await _start(metrics, cfg.metrics.host, cfg.metrics.port)
+            await _start(metrics, cfg.metrics.host, cfg.metrics.port + worker, False)
         log.info("serving on %s:%d, upstream %s", cfg.server.host, cfg.server.port,
                  cfg.upstream.url)
         await stop.wait()
@@ -60,3 +66,45 @@ async def run(cfg: Config, keys: TrustedKeys) -> None:
         for each in runners:
             await each.cleanup()
     log.info("stopped")
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _run_one(cfg: Config, keys: TrustedKeys, worker: int) -> None:
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(run(cfg, keys, worker))
+
+
+def serve(cfg: Config, keys: TrustedKeys) -> int:
+    """Run one worker in this process, or fork ``server.workers`` and wait for them."""
+    if cfg.server.workers == 1:
+        _run_one(cfg, keys, 0)
+        return 0
+    children = []
+    for worker in range(cfg.server.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _run_one(cfg, keys, worker)
+            except BaseException:
+                log.exception("worker %d failed", worker)
+                code = 1
+            os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    return 0 if all(code == 0 for code in codes) else 1
