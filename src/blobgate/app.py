@@ -35,6 +35,7 @@ from blobgate.routing import RoutingPolicy
 from blobgate.storage import open_s3, presign_host
 from blobgate.stream import BlobSource
 from blobgate.upstream import Upstream
+from blobgate.warmup import ManifestWarmer
 from blobgate.watch import FileWatcher
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ CONFIG = web.AppKey("config", Config)
 KEYS = web.AppKey("keys", TrustedKeys)
 UPSTREAM = web.AppKey("upstream", Upstream)
 BLOBS = web.AppKey("blobs", BlobService)
+WARMER = web.AppKey("warmer", ManifestWarmer)
 
 
 def load_keys(cfg: Config) -> TrustedKeys:
@@ -127,6 +129,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         if urls is not None:
             stats.caches["url"] = urls.cache
         app[UPSTREAM], app[BLOBS], app[AUDIT] = upstream, blobs, audit
+        if cfg.membership.warm_from_manifests:
+            app[WARMER] = ManifestWarmer(blobs, cfg.membership.warm_max_blobs)
         if cfg.auth.reload_interval_s > 0:
             watcher = _certificate_watcher(cfg, blobs.verifier, stats)
             task = asyncio.create_task(watcher.run())
@@ -143,7 +147,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             blob = match_blob_path(request.raw_path)
             if blob is not None:
                 return await request.app[BLOBS].handle(request, *blob)
-        return await forward(request, request.app[UPSTREAM])
+        warmer = request.app.get(WARMER)
+        observer = warmer.observer(request) if warmer is not None else None
+        return await forward(request, request.app[UPSTREAM], observer)
     except RegistryError as exc:
         info_of(request).outcome = "invalid" if exc.status == 400 else "error"
         return exc.response()

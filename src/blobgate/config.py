@@ -190,8 +190,11 @@ class MembershipConfig:
     dsn: str | None = None
     cache_ttl_s: int = 300
     cache_size: int = 100_000
+    warm_from_manifests: bool = True
+    warm_max_blobs: int = 128
 
     def __post_init__(self) -> None:
+        check(self.warm_max_blobs > 0, "warm_max_blobs", "must be positive")
         check(self.source in ("upstream", "harbor_db"), "source",
               "must be 'upstream' or 'harbor_db'")
         check(self.source != "harbor_db" or bool(self.dsn), "dsn", "is required for harbor_db")

@@ -57,6 +57,10 @@ class ExpiringCache(Generic[K, V]):
             self.hits += 1
         return value
 
+    def peek(self, key: K) -> V | None:
+        """The live value for ``key`` without counting a lookup."""
+        return self._data.get(key)
+
     def put(self, key: K, value: V) -> None:
         """Store ``value``; it expires when its ``expires_at`` says."""
         self._data[key] = value

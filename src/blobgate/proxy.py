@@ -10,6 +10,7 @@ upload sessions keep working through the gateway. Nothing is re-encoded.
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -80,8 +81,24 @@ def response_headers(
     return out
 
 
-async def forward(request: web.Request, upstream: Upstream) -> web.StreamResponse:
-    """Relay ``request`` upstream and stream the answer back."""
+class BodyObserver(Protocol):
+    """Sees a copy of a small upstream response body once it has reached the client."""
+
+    limit: int
+
+    def wants(self, response: aiohttp.ClientResponse) -> bool:
+        """Whether to keep a copy of this response's body (at most ``limit`` bytes)."""
+        ...
+
+    def observe(self, body: bytes) -> None:
+        """Called with the whole body after the client got it."""
+        ...
+
+
+async def forward(
+    request: web.Request, upstream: Upstream, observer: BodyObserver | None = None
+) -> web.StreamResponse:
+    """Relay ``request`` upstream and stream the answer back (a copy to ``observer``)."""
     body = request.content if request.body_exists else None
     upstream_response = await upstream.request(
         request.method, request.raw_path, headers=request_headers(request), data=body
@@ -93,12 +110,19 @@ async def forward(request: web.Request, upstream: Upstream) -> web.StreamRespons
             headers=response_headers(upstream_response.headers, request, upstream),
         )
         await response.prepare(request)
+        keep = observer is not None and observer.wants(upstream_response)
+        copy = bytearray()
         try:
             async for chunk in upstream_response.content.iter_any():
                 upstream.stats.streamed_bytes += len(chunk)
                 await response.write(chunk)
+                if keep and observer is not None:
+                    copy += chunk
+                    keep = len(copy) <= observer.limit
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("upstream broke off mid-response: %s", type(exc).__name__)
             raise StreamAborted from exc
         await response.write_eof()
+        if keep and observer is not None:
+            observer.observe(bytes(copy))
         return response

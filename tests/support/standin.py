@@ -42,6 +42,7 @@ class StandIn:
     requests: list[tuple[str, str]] = field(default_factory=list)
     storage_auth: list[str | None] = field(default_factory=list)
     trickling: set[str] = field(default_factory=set)
+    manifests: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
     first_chunk: asyncio.Event = field(default_factory=asyncio.Event)
     stream_ended_early: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -66,6 +67,13 @@ class StandIn:
         if request.method == "GET" and self.get_redirects:
             raise web.HTTPTemporaryRedirect(f"/storage/{digest}")
         return _ranged(request, data)
+
+    async def manifest(self, request: web.Request) -> web.Response:
+        self.requests.append((request.method, request.raw_path))
+        found = self.manifests.get((request.match_info["name"], request.match_info["ref"]))
+        if found is None:
+            return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN"}]}, status=404)
+        return web.Response(body=found[1], headers={"Content-Type": found[0]})
 
     async def storage(self, request: web.Request) -> web.Response:
         """Where the registry redirects to: records whether a token was sent along."""
@@ -144,6 +152,7 @@ class StandIn:
         app.router.add_route("*", "/v2/{name:.+}/blobs/uploads/", self.upload)
         app.router.add_route("HEAD", "/v2/{name:.+}/blobs/{digest}", self.blob)
         app.router.add_route("GET", "/v2/{name:.+}/blobs/{digest}", self.blob)
+        app.router.add_route("GET", "/v2/{name:.+}/manifests/{ref}", self.manifest)
         app.router.add_route("*", "/storage/{digest}", self.storage)
         app.router.add_route("GET", "/slow", self.slow)
         app.router.add_route("GET", "/broken", self.broken)

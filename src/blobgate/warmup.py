@@ -1,0 +1,118 @@
+"""Manifest-driven warm-up: the first pull of an image needs no membership round trip.
+
+When a client whose token grants pull on ``<name>`` receives an image manifest from
+the registry (a ``GET`` answered ``200``), every config and layer blob the manifest lists
+is in ``<name>``: the registry refused the manifest at push time otherwise. Those
+digests are recorded as members and their URLs presigned in the background, so the
+blob GETs that follow are answered from cache. Only upstream answers count (never what
+a client uploads); manifest lists and indexes are skipped (they name manifests, not
+blobs); work per manifest is bounded; layers with external ``urls`` are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from blobgate.auth import bearer_token
+from blobgate.blobs import BlobService
+from blobgate.errors import BlobgateError
+from blobgate.membership import Member
+from blobgate.reference import BlobRef, parse_blob
+
+log = logging.getLogger(__name__)
+
+MANIFEST_PATH = re.compile(r"/v2/(.+)/manifests/([^/]+)")
+IMAGE_MANIFESTS = frozenset({
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+})
+MAX_MANIFEST_BYTES = 4 << 20
+
+
+def manifest_digests(body: bytes, max_blobs: int) -> list[str]:
+    """Config and layer digests of an image manifest (at most ``max_blobs``)."""
+    try:
+        manifest = json.loads(body)
+    except ValueError:
+        return []
+    if not isinstance(manifest, dict):
+        return []
+    descriptors = [manifest.get("config"), *(manifest.get("layers") or [])]
+    return [
+        d["digest"]
+        for d in descriptors
+        if isinstance(d, dict) and isinstance(d.get("digest"), str) and not d.get("urls")
+    ][:max_blobs]
+
+
+@dataclass
+class ManifestObserver:
+    """Watches one manifest response on its way to a client allowed to pull ``name``."""
+
+    warmer: ManifestWarmer
+    name: str
+    limit: int = MAX_MANIFEST_BYTES
+
+    def wants(self, response: aiohttp.ClientResponse) -> bool:
+        return response.status == 200 and response.content_type in IMAGE_MANIFESTS
+
+    def observe(self, body: bytes) -> None:
+        self.warmer.warm(self.name, manifest_digests(body, self.warmer.max_blobs))
+
+
+@dataclass
+class ManifestWarmer:
+    """Turns observed manifests into cached membership and presigned URLs."""
+
+    blobs: BlobService
+    max_blobs: int
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def observer(self, request: web.Request) -> ManifestObserver | None:
+        """An observer for a manifest GET by a client allowed to pull its repository."""
+        match = MANIFEST_PATH.fullmatch(request.raw_path.partition("?")[0])
+        if request.method != "GET" or match is None:
+            return None
+        token = bearer_token(request.headers.getall("Authorization", []))
+        grant = self.blobs.verifier.verify(token) if token is not None else None
+        if grant is None or not grant.can_pull(match[1]):
+            return None
+        return ManifestObserver(self, match[1])
+
+    def warm(self, name: str, digests: list[str]) -> None:
+        """Record ``digests`` as members of ``name`` and presign them in the background."""
+        refs = []
+        for digest in digests:
+            try:
+                refs.append(parse_blob(name, digest))
+            except BlobgateError:
+                continue
+        known = self.blobs.membership.cache
+        for ref in refs:
+            if known.peek(ref) is None:
+                self.blobs.membership.remember(ref, Member(size=None))
+        if refs and self.blobs.urls is not None:
+            task = asyncio.create_task(self._presign(refs))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def wait(self) -> None:
+        """Until the presigning started so far has finished."""
+        await asyncio.gather(*self._tasks)
+
+    async def _presign(self, refs: list[BlobRef]) -> None:
+        urls = self.blobs.urls
+        assert urls is not None
+        for ref in refs:
+            try:
+                await urls.url_for(ref.digest)
+            except BlobgateError as exc:
+                log.info("warm-up presign failed: %s", exc)
+                return
