@@ -10,19 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import Digest
-from blobgate.storage import SignedURL
-
-
-class Presigner(Protocol):
-    """Anything that can sign a URL for a blob."""
-
-    async def presign_blob(self, digest: Digest) -> SignedURL:
-        """A fresh presigned URL for ``digest``."""
-        ...
+from blobgate.signing import Presigner, SignedURL
 
 
 class URLCache:

@@ -7,16 +7,15 @@ signs them with a canned policy (one resource, one expiry), exactly as CloudFron
 them. The private key is read from a file and can be swapped at runtime (``KeyStore``).
 
 Clients inside listed networks (e.g. the cluster itself, next to the bucket) get the
-direct S3 URL instead: ``parse_networks`` and ``client_in_networks`` decide that.
+direct S3 URL instead; ``blobs`` makes that choice with ``routing.client_address``.
 """
 
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -24,7 +23,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from blobgate.config import SIGV4_MAX_EXPIRES_S
+from blobgate.errors import StorageError
+from blobgate.reference import Digest, storage_key
+from blobgate.signing import DEFAULT_OPTIONS, SignedURL, URLOptions
 
 # CloudFront's URL-safe base64: standard alphabet with + = / replaced by - _ ~.
 _CLOUDFRONT_B64 = str.maketrans("+=/", "-_~")
@@ -133,26 +135,31 @@ class KeyStore:
         return self.signer.sign(path, expires_at)
 
 
-def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
-    """Parse CIDRs (or bare addresses); host bits must be zero, so typos do not widen."""
-    networks: list[Network] = []
-    for value in values:
-        try:
-            networks.append(ipaddress.ip_network(value.strip(), strict=True))
-        except ValueError as exc:
-            raise ValueError(f"bad network {value!r}: {exc}") from None
-    return tuple(networks)
+class CDNPresigner:
+    """A ``Presigner`` handing out CloudFront URLs for blobs (the path is the S3 key)."""
 
+    def __init__(
+        self,
+        keys: KeyStore,
+        rootdirectory: str,
+        expires_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = keys
+        self._root = rootdirectory
+        self._expires_s = expires_s
+        self._clock = clock
 
-def client_in_networks(addr: str | None, networks: Sequence[Network]) -> bool:
-    """Whether ``addr`` is in any of ``networks``; IPv4-mapped IPv6 counts as IPv4."""
-    if not addr:
-        return False
-    try:
-        ip = ipaddress.ip_address(addr.strip())
-    except ValueError:
-        return False
-    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        candidates.append(ip.ipv4_mapped)
-    return any(candidate in net for candidate in candidates for net in networks)
+    async def presign_blob(
+        self, digest: Digest, options: URLOptions = DEFAULT_OPTIONS
+    ) -> SignedURL:
+        if options.filename is not None or options.cache_control is not None:
+            raise StorageError("a CloudFront canned policy cannot sign response headers",
+                               "cdn_options")
+        now = self._clock()
+        expires_at = float(int(now + (options.expires_s or self._expires_s)))
+        url = self.keys.sign(storage_key(self._root, digest), expires_at)
+        return SignedURL(url, now, expires_at)
+
+    def max_expires_s(self) -> int:
+        return SIGV4_MAX_EXPIRES_S

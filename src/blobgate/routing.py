@@ -34,6 +34,11 @@ def parse_address(text: str | None) -> Address | None:
     return address
 
 
+def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
+    """Networks from validated CIDR strings."""
+    return tuple(ipaddress.ip_network(v) for v in values)
+
+
 def in_networks(address: Address | None, networks: Sequence[Network]) -> bool:
     """True when ``address`` lies in any of ``networks``."""
     return address is not None and any(address in network for network in networks)
@@ -59,7 +64,7 @@ class _Rule:
     def compile(cls, rule: RouteRule) -> _Rule:
         return cls(
             rule.action,
-            tuple(ipaddress.ip_network(n, strict=False) for n in rule.networks),
+            parse_networks(rule.networks),
             rule.repositories,
             tuple(re.compile(p) for p in rule.user_agents),
         )
@@ -78,7 +83,7 @@ class RoutingPolicy:
 
     def __init__(self, cfg: RoutingConfig) -> None:
         self.default = cfg.default
-        self.trusted = tuple(ipaddress.ip_network(n, strict=False) for n in cfg.trusted_proxies)
+        self.trusted = parse_networks(cfg.trusted_proxies)
         self._rules = tuple(_Rule.compile(r) for r in cfg.rules)
 
     def decide(self, request: web.BaseRequest, name: str) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,24 +21,11 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
-from blobgate.config import S3Config
+from blobgate.config import SIGV4_MAX_EXPIRES_S, S3Config
 from blobgate.errors import StorageError
 from blobgate.reference import BlobRef, Digest, storage_key
+from blobgate.signing import DEFAULT_OPTIONS, SignedURL, URLOptions
 from blobgate.stream import Span
-
-
-@dataclass(frozen=True, slots=True)
-class SignedURL:
-    """A presigned URL and the window in which it works."""
-
-    url: str
-    signed_at: float
-    expires_at: float
-
-    @property
-    def hand_out_until(self) -> float:
-        """After this moment less than half of the URL's life is left: sign a new one."""
-        return self.signed_at + (self.expires_at - self.signed_at) / 2
 
 
 def presign_host(cfg: S3Config) -> str:
@@ -83,21 +69,35 @@ class S3Storage:
         self._chunk_bytes = chunk_bytes
         self._clock = clock
 
-    async def presign_blob(self, digest: Digest) -> SignedURL:
+    async def presign_blob(
+        self, digest: Digest, options: URLOptions = DEFAULT_OPTIONS
+    ) -> SignedURL:
         """A presigned GET URL for the blob's data."""
         signed_at = self._clock()
+        expires_s = options.expires_s or self._cfg.expires_s
         params = {"Bucket": self._cfg.bucket, "Key": storage_key(self._cfg.rootdirectory, digest)}
+        if options.filename is not None:
+            params["ResponseContentDisposition"] = f'attachment; filename="{options.filename}"'
+        if options.cache_control is not None:
+            params["ResponseCacheControl"] = options.cache_control
         try:
             url: str = await self._presigner.generate_presigned_url(
-                "get_object", Params=params, ExpiresIn=self._cfg.expires_s
+                "get_object", Params=params, ExpiresIn=expires_s
             )
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"presign failed: {exc}", _reason(exc)) from exc
-        expires_at = signed_at + self._cfg.expires_s
+        expires_at = signed_at + expires_s
         credential_expiry = _credential_expiry(self._presigner)
         if credential_expiry is not None:
             expires_at = min(expires_at, credential_expiry)
         return SignedURL(url, signed_at, expires_at)
+
+    def max_expires_s(self) -> int:
+        """SigV4's 7 days, or the seconds until temporary signing credentials expire."""
+        credential_expiry = _credential_expiry(self._presigner)
+        if credential_expiry is None:
+            return SIGV4_MAX_EXPIRES_S
+        return max(0, min(SIGV4_MAX_EXPIRES_S, int(credential_expiry - self._clock())))
 
     async def size(self, ref: BlobRef, authorization: str) -> int:
         """The blob's size in bytes, from S3 (one HeadObject)."""

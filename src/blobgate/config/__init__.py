@@ -1,0 +1,92 @@
+"""Configuration: frozen dataclasses per section, read from YAML plus environment overrides.
+
+``load()`` builds the tree from a YAML mapping, applies ``BLOBGATE_<SECTION>_<KEY>``
+variables (``BLOBGATE_STORAGE_S3_BUCKET`` for ``storage.s3.bucket``), and checks every
+value. Any problem is a ``ConfigError`` naming the dotted key and why it is wrong.
+S3 credentials never live here: they come from the standard AWS chain.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from blobgate import settings
+from blobgate.config.service import (
+    ASYMMETRIC_ALGORITHMS,
+    ApiConfig,
+    AuditConfig,
+    AuthConfig,
+    LogConfig,
+    MembershipConfig,
+    MetricsConfig,
+    ServerConfig,
+    UpstreamConfig,
+)
+from blobgate.config.storage import (
+    SIGV4_MAX_EXPIRES_S,
+    CDNConfig,
+    RouteRule,
+    RoutingConfig,
+    S3Config,
+    StorageConfig,
+)
+from blobgate.errors import ConfigError
+
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "SIGV4_MAX_EXPIRES_S",
+    "ApiConfig",
+    "AuditConfig",
+    "AuthConfig",
+    "CDNConfig",
+    "Config",
+    "LogConfig",
+    "MembershipConfig",
+    "MetricsConfig",
+    "RouteRule",
+    "RoutingConfig",
+    "S3Config",
+    "ServerConfig",
+    "StorageConfig",
+    "UpstreamConfig",
+    "load",
+]
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    membership: MembershipConfig = field(default_factory=MembershipConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def load(path: Path | None, environ: Mapping[str, str] = os.environ) -> Config:
+    """Read ``path`` (if given), apply environment overrides, validate everything."""
+    raw: Any = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(str(path), f"not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), "the top level must be a mapping")
+    settings.apply_environment(Config, raw, environ)
+    return settings.build(Config, raw, "")
+

@@ -1,0 +1,150 @@
+"""Configuration sections for serving: listeners, upstream, tokens, membership, audit, logs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from blobgate.settings import check, check_url
+
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where blobgate listens, and the host names clients use to reach it."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a gateway listens on all interfaces by default
+    port: int = 5080
+    public_hosts: tuple[str, ...] = ()
+    shutdown_grace_s: float = 30.0
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        check(1 <= self.port <= 65535, "port", "must be between 1 and 65535")
+        check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "must not be negative")
+        check(1 <= self.workers <= 64, "workers", "must be between 1 and 64")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The private listener for /metrics, /healthz and /readyz."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"  # noqa: S104 - scraped by Prometheus from other pods
+    port: int = 9102
+
+    def __post_init__(self) -> None:
+        check(1 <= self.port <= 65535, "port", "must be between 1 and 65535")
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """The registry blobgate fronts."""
+
+    url: str = "http://harbor-core:80"
+    timeout_s: float = 30.0
+    connect_timeout_s: float = 5.0
+    max_connections: int = 256
+
+    def __post_init__(self) -> None:
+        check_url(self.url, "url")
+        check(self.timeout_s > 0, "timeout_s", "must be positive")
+        check(self.connect_timeout_s > 0, "connect_timeout_s", "must be positive")
+        check(self.max_connections > 0, "max_connections", "must be positive")
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """How Bearer tokens from the registry's token service are verified."""
+
+    issuer: str = "harbor-token-issuer"
+    service: str = "harbor-registry"
+    certificates: str = "/etc/blobgate/token.crt"
+    leeway_s: int = 60
+    algorithms: tuple[str, ...] = ASYMMETRIC_ALGORITHMS
+    token_cache_size: int = 100_000
+    reload_interval_s: float = 10.0
+    realm: str | None = None
+
+    def __post_init__(self) -> None:
+        check(bool(self.issuer), "issuer", "must not be empty")
+        check(self.reload_interval_s >= 0, "reload_interval_s", "must not be negative")
+        if self.realm is not None:
+            check_url(self.realm, "realm")
+        check(bool(self.service), "service", "must not be empty")
+        check(0 <= self.leeway_s <= 600, "leeway_s", "must be between 0 and 600")
+        check(self.token_cache_size > 0, "token_cache_size", "must be positive")
+        check(bool(self.algorithms), "algorithms", "must name at least one algorithm")
+        for alg in self.algorithms:
+            check(
+                alg in ASYMMETRIC_ALGORITHMS,
+                "algorithms",
+                f"{alg!r} is not allowed; choose from {', '.join(ASYMMETRIC_ALGORITHMS)}",
+            )
+
+
+@dataclass(frozen=True)
+class MembershipConfig:
+    """How blobgate learns that a blob belongs to a repository."""
+
+    source: str = "upstream"
+    dsn: str | None = None
+    cache_ttl_s: int = 300
+    cache_size: int = 100_000
+    warm_from_manifests: bool = True
+    warm_max_blobs: int = 128
+
+    def __post_init__(self) -> None:
+        check(self.warm_max_blobs > 0, "warm_max_blobs", "must be positive")
+        check(self.source in ("upstream", "harbor_db"), "source",
+              "must be 'upstream' or 'harbor_db'")
+        check(self.source != "harbor_db" or bool(self.dsn), "dsn", "is required for harbor_db")
+        check(self.cache_ttl_s >= 0, "cache_ttl_s", "must not be negative")
+        check(self.cache_size > 0, "cache_size", "must be positive")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Where the audit trail of blob access goes."""
+
+    sink: str = "log"
+    dsn: str | None = None
+    table: str = "blobgate_audit"
+    queue_size: int = 10_000
+    batch_size: int = 500
+    flush_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        check(self.sink in ("log", "postgres"), "sink", "must be 'log' or 'postgres'")
+        check(self.sink != "postgres" or bool(self.dsn), "dsn", "is required for sink postgres")
+        check(re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.table) is not None, "table",
+              "must be a lower-case SQL identifier")
+        check(self.queue_size > 0, "queue_size", "must be positive")
+        check(self.batch_size > 0, "batch_size", "must be positive")
+        check(self.flush_interval_s > 0, "flush_interval_s", "must be positive")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Log verbosity and the per-request access log."""
+
+    level: str = "info"
+    access_log: bool = True
+
+    def __post_init__(self) -> None:
+        levels = ("debug", "info", "warning", "error")
+        check(self.level in levels, "level", f"must be one of {', '.join(levels)}")
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """The presigned-URL API for tools other than registry clients."""
+
+    enabled: bool = True
+    max_batch: int = 100
+    concurrency: int = 16
+
+    def __post_init__(self) -> None:
+        check(1 <= self.max_batch <= 10_000, "max_batch", "must be between 1 and 10000")
+        check(self.concurrency > 0, "concurrency", "must be positive")

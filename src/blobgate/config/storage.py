@@ -1,0 +1,130 @@
+"""Configuration sections for blob bytes: S3, the CDN, and redirect-or-stream routing."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from blobgate.errors import ConfigError
+from blobgate.settings import check, check_url
+
+SIGV4_MAX_EXPIRES_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """The bucket the registry stores blobs in, and how URLs to it are signed."""
+
+    bucket: str = "registry"
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    public_endpoint_url: str | None = None
+    rootdirectory: str = ""
+    path_style: bool = True
+    expires_s: int = 1200
+    unsafe_allow_gateway_host: bool = False
+
+    def __post_init__(self) -> None:
+        check(bool(self.bucket), "bucket", "must not be empty")
+        check(bool(self.region), "region", "must not be empty")
+        if self.endpoint_url is not None:
+            check_url(self.endpoint_url, "endpoint_url")
+        if self.public_endpoint_url is not None:
+            check_url(self.public_endpoint_url, "public_endpoint_url")
+        check(
+            60 <= self.expires_s <= SIGV4_MAX_EXPIRES_S,
+            "expires_s",
+            f"must be between 60 and {SIGV4_MAX_EXPIRES_S} (SigV4's 7-day limit)",
+        )
+
+
+@dataclass(frozen=True)
+class CDNConfig:
+    """CloudFront in front of the bucket: blob redirects go to signed CDN URLs."""
+
+    base_url: str | None = None
+    key_pair_id: str = ""
+    key_pair_id_file: str | None = None
+    private_key_file: str = ""
+    expires_s: int = 1200
+    bypass_networks: tuple[str, ...] = ()
+    reload_interval_s: float = 10.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.base_url is not None
+
+    def __post_init__(self) -> None:
+        _check_networks(self.bypass_networks, "bypass_networks")
+        check(self.reload_interval_s >= 0, "reload_interval_s", "must not be negative")
+        if self.base_url is None:
+            return
+        check_url(self.base_url, "base_url")
+        check(bool(self.key_pair_id or self.key_pair_id_file), "key_pair_id",
+              "is required with base_url (or set key_pair_id_file)")
+        check(bool(self.private_key_file), "private_key_file", "is required with base_url")
+        check(60 <= self.expires_s <= SIGV4_MAX_EXPIRES_S, "expires_s",
+              f"must be between 60 and {SIGV4_MAX_EXPIRES_S}")
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where blob bytes come from: S3 (redirect or stream), or the registry (stream only)."""
+
+    backend: str = "s3"
+    url_cache_size: int = 100_000
+    stream_chunk_bytes: int = 1 << 20
+    s3: S3Config = field(default_factory=S3Config)
+    cdn: CDNConfig = field(default_factory=CDNConfig)
+
+    def __post_init__(self) -> None:
+        check(self.backend in ("s3", "proxy"), "backend", "must be 's3' or 'proxy'")
+        check(self.url_cache_size > 0, "url_cache_size", "must be positive")
+        check(not (self.cdn.enabled and self.backend == "proxy"), "cdn.base_url",
+              "a CDN needs storage.backend s3")
+        check(4096 <= self.stream_chunk_bytes <= 16 << 20, "stream_chunk_bytes",
+              "must be between 4096 and 16777216")
+
+
+def _check_networks(values: tuple[str, ...], key: str) -> None:
+    """Each value must be a CIDR with no host bits set (a typo must not widen a network)."""
+    for value in values:
+        try:
+            ipaddress.ip_network(value)
+        except ValueError as exc:
+            raise ConfigError(key, f"{value!r} is not a network in CIDR notation ({exc})") from None
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    """One routing rule: when all its given conditions match, ``action`` applies."""
+
+    action: str
+    networks: tuple[str, ...] = ()
+    repositories: tuple[str, ...] = ()
+    user_agents: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check(self.action in ("redirect", "stream"), "action", "must be 'redirect' or 'stream'")
+        check(bool(self.networks or self.repositories or self.user_agents), "action",
+              "a rule needs at least one of networks, repositories, user_agents")
+        _check_networks(self.networks, "networks")
+        for pattern in self.user_agents:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError("user_agents", f"{pattern!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """Per request: redirect the client to storage, or stream the bytes through blobgate."""
+
+    default: str = "redirect"
+    trusted_proxies: tuple[str, ...] = ()
+    rules: tuple[RouteRule, ...] = ()
+
+    def __post_init__(self) -> None:
+        check(self.default in ("redirect", "stream"), "default", "must be 'redirect' or 'stream'")
+        _check_networks(self.trusted_proxies, "trusted_proxies")
