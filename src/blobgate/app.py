@@ -1,50 +1,37 @@
-"""The aiohttp application: one catch-all route, services opened and closed with the app.
+"""The aiohttp application: one catch-all route, and the choice of path for each request.
 
-Every request takes exactly one of two paths, chosen by a regular expression on the
-raw path: a blob GET/HEAD goes to ``BlobService``, anything else to the pass-through
-proxy. Clients (upstream HTTP session, S3 clients) live in a ``cleanup_ctx`` so they
-are opened once and closed on shutdown.
+A regular expression on the raw path picks one of three paths: a blob GET/HEAD goes to
+``BlobService``, ``/api/v1/`` to the URL API, anything else to the pass-through proxy
+(which may show an image manifest to the warmer, and whose successful ``DELETE``s
+invalidate what blobgate cached). Services are opened and closed with the app.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 from aiohttp import web
 
 from blobgate.accesslog import info_of
-from blobgate.audit import AUDIT, open_audit
-from blobgate.auth import TokenVerifier
-from blobgate.blobs import BlobService
-from blobgate.cache import URLCache
+from blobgate.api import BATCH_PATH, URL_PATH, UrlApi
+from blobgate.audit import AUDIT
 from blobgate.config import Config
-from blobgate.db import LazyPool
-from blobgate.errors import ConfigError, RegistryError
-from blobgate.harbordb import HarborDBMembership
+from blobgate.errors import BlobgateError, ConfigError, RegistryError
 from blobgate.keys import KeyBundleError, TrustedKeys
-from blobgate.membership import CachedMembership, Membership, UpstreamMembership
 from blobgate.metrics import STATS, Stats
-from blobgate.origin import RegistryBlobs
 from blobgate.proxy import forward
-from blobgate.reference import match_blob_path
-from blobgate.routing import RoutingPolicy
-from blobgate.storage import open_s3, presign_host
-from blobgate.stream import BlobSource
-from blobgate.upstream import Upstream
-from blobgate.warmup import ManifestWarmer
-from blobgate.watch import FileWatcher
+from blobgate.reference import BlobRef, match_blob_path, parse_blob
+from blobgate.services import Services, open_services
+from blobgate.storage import presign_host
+from blobgate.warmup import MANIFEST_PATH
 
 log = logging.getLogger(__name__)
 
 CONFIG = web.AppKey("config", Config)
 KEYS = web.AppKey("keys", TrustedKeys)
-UPSTREAM = web.AppKey("upstream", Upstream)
-BLOBS = web.AppKey("blobs", BlobService)
-WARMER = web.AppKey("warmer", ManifestWarmer)
+SERVICES = web.AppKey("services", Services)
 
 
 def load_keys(cfg: Config) -> TrustedKeys:
@@ -69,87 +56,66 @@ def check_presign_host(cfg: Config) -> None:
             log.warning("%s (allowed by storage.s3.unsafe_allow_gateway_host)", why)
 
 
-def _membership(
-    cfg: Config, upstream: Upstream, stats: Stats, stack: AsyncExitStack
-) -> Membership:
-    """The configured membership source (before caching)."""
-    asking_upstream = UpstreamMembership(upstream)
-    if cfg.membership.source == "upstream":
-        return asking_upstream
-    pool = LazyPool(cfg.membership.dsn or "", max_size=8)
-    stack.push_async_callback(pool.close)
-    return HarborDBMembership(pool, asking_upstream, stats)
-
-
-def _certificate_watcher(cfg: Config, verifier: TokenVerifier, stats: Stats) -> FileWatcher:
-    path = Path(cfg.auth.certificates)
-
-    def reload() -> None:
-        verifier.replace_keys(TrustedKeys.from_file(path))
-
-    return FileWatcher("token_certificates", [path], reload, stats, cfg.auth.reload_interval_s)
-
-
-async def _sources(
-    cfg: Config, upstream: Upstream, stack: AsyncExitStack
-) -> tuple[BlobSource, URLCache | None]:
-    """Where bytes come from, and the URL cache when the backend can presign."""
-    chunk = cfg.storage.stream_chunk_bytes
-    if cfg.storage.backend == "proxy":
-        return RegistryBlobs(upstream, chunk), None
-    s3 = await stack.enter_async_context(open_s3(cfg.storage.s3, chunk_bytes=chunk))
-    return s3, URLCache(s3, cfg.storage.url_cache_size)
-
-
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    cfg, stats = app[CONFIG], app[STATS]
-    async with (
-        Upstream.new_session(cfg.upstream) as session,
-        open_audit(cfg.audit, stats, cfg.server.shutdown_grace_s) as audit,
-        AsyncExitStack() as stack,
-    ):
-        upstream = Upstream(cfg.upstream, session, stats)
-        source, urls = await _sources(cfg, upstream, stack)
-        blobs = BlobService(
-            verifier=TokenVerifier(cfg.auth, app[KEYS]),
-            membership=CachedMembership(
-                _membership(cfg, upstream, stats, stack),
-                cfg.membership.cache_ttl_s,
-                cfg.membership.cache_size,
-            ),
-            source=source,
-            urls=urls,
-            policy=RoutingPolicy(cfg.routing),
-            upstream=upstream,
-            stats=stats,
-            presign_host=presign_host(cfg.storage.s3),
-            allow_gateway_host=cfg.storage.s3.unsafe_allow_gateway_host,
-        )
-        stats.caches.update(token=blobs.verifier.cache, membership=blobs.membership.cache)
-        if urls is not None:
-            stats.caches["url"] = urls.cache
-        app[UPSTREAM], app[BLOBS], app[AUDIT] = upstream, blobs, audit
-        if cfg.membership.warm_from_manifests:
-            app[WARMER] = ManifestWarmer(blobs, cfg.membership.warm_max_blobs)
-        if cfg.auth.reload_interval_s > 0:
-            watcher = _certificate_watcher(cfg, blobs.verifier, stats)
-            task = asyncio.create_task(watcher.run())
-            stack.callback(task.cancel)
+    async with open_services(app[CONFIG], app[KEYS], app[STATS]) as services:
+        app[SERVICES] = services
+        app[AUDIT] = services.audit  # read by the access-log hook
         yield
 
 
+async def _api(request: web.Request, api: UrlApi) -> web.StreamResponse | None:
+    path = request.raw_path.partition("?")[0]
+    match = URL_PATH.fullmatch(path)
+    if request.method == "GET" and match is not None:
+        return await api.one(request, match[1])
+    if request.method == "POST" and path == BATCH_PATH:
+        return await api.batch(request)
+    return None
+
+
+def _deleted(raw_path: str) -> BlobRef | None:
+    """The blob or manifest (by digest) a DELETE names, if any."""
+    path = raw_path.partition("?")[0]
+    parts = match_blob_path(path)
+    if parts is None:
+        manifest = MANIFEST_PATH.fullmatch(path)
+        parts = None if manifest is None else (manifest[1], manifest[2])
+    try:
+        return None if parts is None else parse_blob(*parts)
+    except BlobgateError:
+        return None  # a tag, or nothing blobgate caches
+
+
+def invalidate(services: Services, raw_path: str) -> None:
+    """Forget what a successful DELETE of a blob or manifest made stale."""
+    ref = _deleted(raw_path)
+    if ref is None:
+        return
+    learnt = services.warmer.forget(ref) if services.warmer is not None else ()
+    for each in (ref, *learnt):
+        services.blobs.forget(each)
+
+
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    """Route a request to the blob path or the pass-through, and render our errors."""
+    """Route a request to its path, and render blobgate's own errors."""
     stats = request.app[STATS]
     stats.in_flight += 1
     try:
+        services = request.app[SERVICES]
         if request.method in ("GET", "HEAD"):
             blob = match_blob_path(request.raw_path)
             if blob is not None:
-                return await request.app[BLOBS].handle(request, *blob)
-        warmer = request.app.get(WARMER)
+                return await services.blobs.handle(request, *blob)
+        if services.api is not None and request.raw_path.startswith("/api/v1/"):
+            answer = await _api(request, services.api)
+            if answer is not None:
+                return answer
+        warmer = services.warmer
         observer = warmer.observer(request) if warmer is not None else None
-        return await forward(request, request.app[UPSTREAM], observer)
+        response = await forward(request, services.upstream, observer)
+        if request.method == "DELETE" and 200 <= response.status < 300:
+            invalidate(services, request.raw_path)
+        return response
     except RegistryError as exc:
         info_of(request).outcome = "invalid" if exc.status == 400 else "error"
         return exc.response()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -19,11 +20,13 @@ from blobgate.accesslog import info_of
 from blobgate.auth import TokenVerifier, bearer_token
 from blobgate.cache import URLCache
 from blobgate.errors import RegistryError, StorageError
+from blobgate.expiring import ExpiringCache
 from blobgate.membership import CachedMembership, Member
 from blobgate.metrics import Stats
 from blobgate.proxy import client_origin, forward
 from blobgate.reference import BlobRef, parse_blob
-from blobgate.routing import RoutingPolicy
+from blobgate.routing import Network, RoutingPolicy, client_address, in_networks
+from blobgate.signing import Presigner
 from blobgate.stream import API_VERSION, BlobSource, RangeNotSatisfiable, parse_range, serve
 from blobgate.stream import not_satisfiable as range_not_satisfiable
 from blobgate.upstream import Upstream
@@ -42,6 +45,8 @@ class BlobService:
     membership: CachedMembership
     source: BlobSource
     urls: URLCache | None
+    cdn_urls: URLCache | None
+    cdn_bypass: tuple[Network, ...]
     policy: RoutingPolicy
     upstream: Upstream
     stats: Stats
@@ -69,9 +74,10 @@ class BlobService:
             return await self._pass(request, "not_found")
         if request.method == "HEAD":
             return await self._head(request, ref, member, authorization[0])
-        if self.urls is not None and self._redirect_wanted(request, ref):
+        urls = self._urls_for(request)
+        if urls is not None and self._redirect_wanted(request, ref):
             try:
-                signed = await self.urls.url_for(ref.digest)
+                signed = await urls.url_for(ref.digest)
             except StorageError as exc:
                 self._fell_back("presign_failed", exc)
             else:
@@ -80,6 +86,19 @@ class BlobService:
                 headers = {"Location": signed.url, "Docker-Content-Digest": str(ref.digest)}
                 return web.Response(status=307, headers={**headers, **API_VERSION})
         return await self._stream(request, ref, member, authorization[0])
+
+    def _urls_for(self, request: web.Request) -> URLCache | None:
+        """CloudFront URLs, unless the client is in a bypass network; else S3 URLs."""
+        if self.cdn_urls is None:
+            return self.urls
+        address = client_address(request, self.policy.trusted)
+        return self.urls if in_networks(address, self.cdn_bypass) else self.cdn_urls
+
+    def presigner_for(self, request: web.Request, custom: bool) -> Presigner:
+        """The signer the URL API uses for this client (S3 when response headers are set)."""
+        urls = self.urls if custom else self._urls_for(request)
+        assert urls is not None, "the URL API needs a backend that presigns"
+        return urls.presigner
 
     def _redirect_wanted(self, request: web.Request, ref: BlobRef) -> bool:
         if self.policy.decide(request, ref.name) != "redirect":
@@ -93,7 +112,7 @@ class BlobService:
         self, request: web.Request, ref: BlobRef, member: Member, authorization: str
     ) -> web.StreamResponse:
         try:
-            size = member.size if member.size is not None else await self._learn_size(
+            size = member.size if member.size is not None else await self.learn_size(
                 ref, authorization
             )
             span = parse_range(request.headers.get("Range"), size)
@@ -131,7 +150,7 @@ class BlobService:
         size = member.size
         if size is None:
             try:
-                size = await self._learn_size(ref, authorization)
+                size = await self.learn_size(ref, authorization)
             except (StorageError, RegistryError) as exc:
                 self._fell_back("size_unknown", exc)
                 return await self._pass(request, "passthrough")
@@ -149,7 +168,27 @@ class BlobService:
         await response.prepare(request)
         return response
 
-    async def _learn_size(self, ref: BlobRef, authorization: str) -> int:
+    def forget(self, ref: BlobRef) -> None:
+        """Drop the cached membership of ``ref`` and the cached URLs of its digest."""
+        self.membership.cache.pop(ref)
+        for urls in (self.urls, self.cdn_urls):
+            if urls is not None:
+                urls.cache.pop(ref.digest)
+
+    def flush(self) -> dict[str, int]:
+        """Drop every cached answer; returns how many entries each cache held."""
+        caches: dict[str, ExpiringCache[Any, Any]] = {
+            "token": self.verifier.cache, "membership": self.membership.cache}
+        for name, urls in (("url", self.urls), ("cdn_url", self.cdn_urls)):
+            if urls is not None:
+                caches[name] = urls.cache
+        sizes = {name: len(cache) for name, cache in caches.items()}
+        for cache in caches.values():
+            cache.clear()
+        return sizes
+
+    async def learn_size(self, ref: BlobRef, authorization: str) -> int:
+        """The blob's size from its source, remembered with its membership."""
         size = await self.source.size(ref, authorization)
         self.membership.remember(ref, Member(size))
         return size
@@ -162,7 +201,7 @@ class BlobService:
 
         async def learn() -> None:
             try:
-                size = await self._learn_size(ref, authorization)
+                size = await self.learn_size(ref, authorization)
             except (StorageError, RegistryError) as exc:
                 log.info("size of a redirected blob unknown: %s", exc)
                 return

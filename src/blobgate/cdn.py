@@ -161,5 +161,9 @@ class CDNPresigner:
         url = self.keys.sign(storage_key(self._root, digest), expires_at)
         return SignedURL(url, now, expires_at)
 
+    @property
+    def default_expires_s(self) -> int:
+        return self._expires_s
+
     def max_expires_s(self) -> int:
         return SIGV4_MAX_EXPIRES_S

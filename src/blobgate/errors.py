@@ -11,6 +11,9 @@ so handlers deal with one family only::
     └── RegistryError            answered to the client as OCI error JSON
         ├── NameInvalid          400 NAME_INVALID
         ├── DigestInvalid        400 DIGEST_INVALID
+        ├── InvalidParameter     400 PARAMETER_INVALID (URL API)
+        ├── Unauthorized         401 UNAUTHORIZED, with its own challenge (URL API)
+        ├── BlobUnknown          404 BLOB_UNKNOWN (URL API)
         ├── UpstreamUnavailable  502 UNAVAILABLE
         └── UpstreamTimeout      504 UNAVAILABLE
 """
@@ -62,13 +65,15 @@ class RegistryError(BlobgateError):
             entry["detail"] = self.detail
         return json.dumps({"errors": [entry]}).encode()
 
+    def headers(self) -> dict[str, str]:
+        """Headers this error adds to its response."""
+        return {"Docker-Distribution-Api-Version": "registry/2.0"}
+
     def response(self) -> web.Response:
         """A complete response carrying this error."""
         return web.Response(
-            status=self.status,
-            body=self.body(),
-            content_type="application/json",
-            headers={"Docker-Distribution-Api-Version": "registry/2.0"},
+            status=self.status, body=self.body(), content_type="application/json",
+            headers=self.headers(),
         )
 
 
@@ -84,6 +89,34 @@ class DigestInvalid(RegistryError):
 
     code = "DIGEST_INVALID"
     status = 400
+
+
+class InvalidParameter(RegistryError):
+    """A URL API parameter is missing or out of range; the message says what is allowed."""
+
+    code = "PARAMETER_INVALID"
+    status = 400
+
+
+class Unauthorized(RegistryError):
+    """No token, or one without pull on the repository; carries the challenge to answer."""
+
+    code = "UNAUTHORIZED"
+    status = 401
+
+    def __init__(self, message: str, challenge: str) -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "WWW-Authenticate": self.challenge}
+
+
+class BlobUnknown(RegistryError):
+    """The blob is not in the repository."""
+
+    code = "BLOB_UNKNOWN"
+    status = 404
 
 
 class UpstreamUnavailable(RegistryError):

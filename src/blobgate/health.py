@@ -1,4 +1,5 @@
-"""The private listener: Prometheus ``/metrics``, liveness ``/healthz``, readiness ``/readyz``.
+"""The private listener: Prometheus ``/metrics``, liveness ``/healthz``, readiness
+``/readyz``, and ``POST /admin/cache/flush``.
 
 It runs on its own port so none of it is exposed where clients pull from. Readiness
 asks what a pull needs: trusted signing keys, working S3 signing, and an upstream that
@@ -14,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
-from blobgate.app import BLOBS
+from blobgate.app import SERVICES
 from blobgate.errors import RegistryError, StorageError
 from blobgate.metrics import STATS, StatsCollector
 from blobgate.reference import Digest
@@ -35,9 +36,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def _problems(gateway: web.Application) -> list[str]:
-    blobs = gateway.get(BLOBS)
-    if blobs is None:
+    services = gateway.get(SERVICES)
+    if services is None:
         return ["starting: clients not open yet"]
+    blobs = services.blobs
     problems = []
     if not blobs.verifier.keys.by_kid:
         problems.append("no token-signing certificates loaded")
@@ -64,6 +66,14 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
+async def flush(request: web.Request) -> web.Response:
+    """Drop every cached token, membership answer and URL (admin, private listener only)."""
+    services = request.app[GATEWAY].get(SERVICES)
+    if services is None:
+        return web.json_response({"status": "starting"}, status=503)
+    return web.json_response({"flushed": services.blobs.flush()})
+
+
 def create_metrics_app(gateway: web.Application) -> web.Application:
     """The private app for ``gateway``: metrics of its ``Stats`` and its probes."""
     registry = CollectorRegistry()
@@ -75,4 +85,5 @@ def create_metrics_app(gateway: web.Application) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_post("/admin/cache/flush", flush)
     return app

@@ -42,6 +42,11 @@ DEFAULT_OPTIONS = URLOptions()
 class Presigner(Protocol):
     """Anything that can sign a URL for a blob."""
 
+    @property
+    def default_expires_s(self) -> int:
+        """The configured life of a URL."""
+        ...
+
     async def presign_blob(
         self, digest: Digest, options: URLOptions = DEFAULT_OPTIONS
     ) -> SignedURL:

@@ -92,6 +92,10 @@ class S3Storage:
             expires_at = min(expires_at, credential_expiry)
         return SignedURL(url, signed_at, expires_at)
 
+    @property
+    def default_expires_s(self) -> int:
+        return self._cfg.expires_s
+
     def max_expires_s(self) -> int:
         """SigV4's 7 days, or the seconds until temporary signing credentials expire."""
         credential_expiry = _credential_expiry(self._presigner)

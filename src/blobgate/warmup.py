@@ -12,6 +12,7 @@ blobs); work per manifest is bounded; layers with external ``urls`` are skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -23,6 +24,7 @@ from aiohttp import web
 from blobgate.auth import bearer_token
 from blobgate.blobs import BlobService
 from blobgate.errors import BlobgateError
+from blobgate.expiring import ExpiringCache
 from blobgate.membership import Member
 from blobgate.reference import BlobRef, parse_blob
 
@@ -60,11 +62,14 @@ class ManifestObserver:
     name: str
     limit: int = MAX_MANIFEST_BYTES
 
+    digest: str | None = None
+
     def wants(self, response: aiohttp.ClientResponse) -> bool:
+        self.digest = response.headers.get("Docker-Content-Digest")
         return response.status == 200 and response.content_type in IMAGE_MANIFESTS
 
     def observe(self, body: bytes) -> None:
-        self.warmer.warm(self.name, manifest_digests(body, self.warmer.max_blobs))
+        self.warmer.warm(self.name, manifest_digests(body, self.warmer.max_blobs), self.digest)
 
 
 @dataclass
@@ -74,6 +79,8 @@ class ManifestWarmer:
     blobs: BlobService
     max_blobs: int
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _learnt: ExpiringCache[BlobRef, tuple[BlobRef, ...]] = field(
+        default_factory=lambda: ExpiringCache(10_000, lambda _refs: float("inf")))
 
     def observer(self, request: web.Request) -> ManifestObserver | None:
         """An observer for a manifest GET by a client allowed to pull its repository."""
@@ -86,7 +93,7 @@ class ManifestWarmer:
             return None
         return ManifestObserver(self, match[1])
 
-    def warm(self, name: str, digests: list[str]) -> None:
+    def warm(self, name: str, digests: list[str], manifest: str | None = None) -> None:
         """Record ``digests`` as members of ``name`` and presign them in the background."""
         refs = []
         for digest in digests:
@@ -94,6 +101,9 @@ class ManifestWarmer:
                 refs.append(parse_blob(name, digest))
             except BlobgateError:
                 continue
+        with contextlib.suppress(BlobgateError):
+            if manifest is not None:
+                self._learnt.put(parse_blob(name, manifest), tuple(refs))
         known = self.blobs.membership.cache
         for ref in refs:
             if known.peek(ref) is None:
@@ -102,6 +112,12 @@ class ManifestWarmer:
             task = asyncio.create_task(self._presign(refs))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def forget(self, manifest: BlobRef) -> tuple[BlobRef, ...]:
+        """The blobs learnt from ``manifest`` (now deleted); they are forgotten too."""
+        learnt = self._learnt.peek(manifest) or ()
+        self._learnt.pop(manifest)
+        return learnt
 
     async def wait(self) -> None:
         """Until the presigning started so far has finished."""

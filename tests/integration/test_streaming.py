@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from botocore.exceptions import NoCredentialsError
 
-from blobgate.app import BLOBS
+from blobgate.app import SERVICES
 from blobgate.config import RouteRule, RoutingConfig, S3Config, StorageConfig
 
 from support.gateway import BUCKET, GatewayFactory, Scrape
@@ -166,7 +166,9 @@ async def test_presign_failure_streams_from_s3(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client = await gateway()
-    presigner = client.server.app[BLOBS].urls.presigner  # type: ignore[union-attr]
+    urls = client.server.app[SERVICES].blobs.urls
+    assert urls is not None
+    presigner = urls.presigner
 
     async def no_credentials(*args: Any, **kwargs: Any) -> str:
         raise NoCredentialsError

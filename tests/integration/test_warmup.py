@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from blobgate.app import WARMER
+from blobgate.app import SERVICES
 from blobgate.warmup import manifest_digests
 
 from support.gateway import GatewayFactory, Scrape
@@ -53,7 +53,9 @@ async def pull(client: Any, signer: Signer, digests: list[str], name: str = "lib
 
 async def settle(client: Any) -> None:
     """Let the background presigning finish."""
-    await client.server.app[WARMER].wait()
+    warmer = client.server.app[SERVICES].warmer
+    assert warmer is not None
+    await warmer.wait()
 
 
 async def test_manifest_pull_warms_membership_and_urls(

@@ -1,0 +1,147 @@
+"""Everything a running gateway holds, opened together and closed together.
+
+``open_services`` builds the upstream session, the byte source and URL signers (S3,
+CloudFront), membership (upstream or Harbor's database, cached), the audit sink, the
+manifest warmer, the URL API and the file watchers for rotating keys, in dependency
+order, and closes them in reverse on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from blobgate.api import UrlApi
+from blobgate.audit import Audit, open_audit
+from blobgate.auth import TokenVerifier
+from blobgate.blobs import BlobService
+from blobgate.cache import URLCache
+from blobgate.cdn import CDNPresigner, KeyStore
+from blobgate.challenge import Challenge
+from blobgate.config import CDNConfig, Config
+from blobgate.db import LazyPool
+from blobgate.harbordb import HarborDBMembership
+from blobgate.keys import TrustedKeys
+from blobgate.membership import CachedMembership, Membership, UpstreamMembership
+from blobgate.metrics import Stats
+from blobgate.origin import RegistryBlobs
+from blobgate.routing import RoutingPolicy, parse_networks
+from blobgate.storage import open_s3, presign_host
+from blobgate.stream import BlobSource
+from blobgate.upstream import Upstream
+from blobgate.warmup import ManifestWarmer
+from blobgate.watch import FileWatcher
+
+
+@dataclass(frozen=True)
+class Services:
+    """The long-lived parts of a running gateway."""
+
+    upstream: Upstream
+    blobs: BlobService
+    audit: Audit
+    warmer: ManifestWarmer | None
+    api: UrlApi | None
+
+    def url_caches(self) -> list[URLCache]:
+        """Every cache of signed URLs."""
+        return [c for c in (self.blobs.urls, self.blobs.cdn_urls) if c is not None]
+
+
+def _membership(cfg: Config, upstream: Upstream, stats: Stats, stack: AsyncExitStack) -> Membership:
+    asking_upstream = UpstreamMembership(upstream)
+    if cfg.membership.source == "upstream":
+        return asking_upstream
+    pool = LazyPool(cfg.membership.dsn or "", max_size=8)
+    stack.push_async_callback(pool.close)
+    return HarborDBMembership(pool, asking_upstream, stats)
+
+
+async def _sources(
+    cfg: Config, upstream: Upstream, stack: AsyncExitStack
+) -> tuple[BlobSource, URLCache | None]:
+    chunk = cfg.storage.stream_chunk_bytes
+    if cfg.storage.backend == "proxy":
+        return RegistryBlobs(upstream, chunk), None
+    s3 = await stack.enter_async_context(open_s3(cfg.storage.s3, chunk_bytes=chunk))
+    return s3, URLCache(s3, cfg.storage.url_cache_size)
+
+
+def _cdn(cfg: Config, watchers: list[FileWatcher], stats: Stats) -> URLCache | None:
+    cdn = cfg.storage.cdn
+    if not cdn.enabled:
+        return None
+    keys = KeyStore(Path(cdn.private_key_file), cdn.base_url or "", _key_pair_id(cdn))
+    urls = URLCache(CDNPresigner(keys, cfg.storage.s3.rootdirectory, cdn.expires_s),
+                    cfg.storage.url_cache_size)
+
+    def reload() -> None:
+        keys.reload(_key_pair_id(cdn))
+        urls.cache.clear()  # URLs signed with the old key may stop working with it
+
+    paths = [Path(cdn.private_key_file), *([Path(cdn.key_pair_id_file)]
+                                           if cdn.key_pair_id_file else [])]
+    if cdn.reload_interval_s > 0:
+        watchers.append(FileWatcher("cdn_key", paths, reload, stats, cdn.reload_interval_s))
+    return urls
+
+
+def _key_pair_id(cdn: CDNConfig) -> str:
+    if cdn.key_pair_id_file is None:
+        return cdn.key_pair_id
+    return Path(cdn.key_pair_id_file).read_text().strip()
+
+
+def _certificates(cfg: Config, verifier: TokenVerifier, stats: Stats) -> list[FileWatcher]:
+    if cfg.auth.reload_interval_s <= 0:
+        return []
+    path = Path(cfg.auth.certificates)
+
+    def reload() -> None:
+        verifier.replace_keys(TrustedKeys.from_file(path))
+
+    return [FileWatcher("token_certificates", [path], reload, stats,
+                        cfg.auth.reload_interval_s)]
+
+
+@asynccontextmanager
+async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats) -> AsyncIterator[Services]:
+    """All services for ``cfg``, closed when the context ends."""
+    async with AsyncExitStack() as stack:
+        session = await stack.enter_async_context(Upstream.new_session(cfg.upstream))
+        upstream = Upstream(cfg.upstream, session, stats)
+        audit = await stack.enter_async_context(
+            open_audit(cfg.audit, stats, cfg.server.shutdown_grace_s))
+        source, urls = await _sources(cfg, upstream, stack)
+        verifier = TokenVerifier(cfg.auth, keys)
+        watchers = _certificates(cfg, verifier, stats)
+        blobs = BlobService(
+            verifier=verifier,
+            membership=CachedMembership(_membership(cfg, upstream, stats, stack),
+                                        cfg.membership.cache_ttl_s, cfg.membership.cache_size),
+            source=source,
+            urls=urls,
+            cdn_urls=_cdn(cfg, watchers, stats),
+            cdn_bypass=parse_networks(cfg.storage.cdn.bypass_networks),
+            policy=RoutingPolicy(cfg.routing),
+            upstream=upstream,
+            stats=stats,
+            presign_host=presign_host(cfg.storage.s3),
+            allow_gateway_host=cfg.storage.s3.unsafe_allow_gateway_host,
+        )
+        stats.caches.update(token=verifier.cache, membership=blobs.membership.cache)
+        stats.caches.update({name: c.cache for name, c in (("url", urls),
+                                                          ("cdn_url", blobs.cdn_urls)) if c})
+        for watcher in watchers:
+            stack.callback(asyncio.create_task(watcher.run()).cancel)
+        api = None
+        if cfg.api.enabled and urls is not None:
+            challenge = Challenge(cfg.auth.realm, cfg.auth.service, upstream)
+            api = UrlApi(blobs, audit, challenge, cfg.api.max_batch, cfg.api.concurrency)
+        warmer = None
+        if cfg.membership.warm_from_manifests:
+            warmer = ManifestWarmer(blobs, cfg.membership.warm_max_blobs)
+        yield Services(upstream, blobs, audit, warmer, api)
