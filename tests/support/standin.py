@@ -68,6 +68,16 @@ class StandIn:
             raise web.HTTPTemporaryRedirect(f"/storage/{digest}")
         return _ranged(request, data)
 
+    async def base(self, request: web.Request) -> web.Response:
+        """``/v2/``: the API version check, challenging clients without credentials."""
+        self.requests.append((request.method, request.raw_path))
+        if "Authorization" not in request.headers:
+            return web.json_response(
+                UNAUTHORIZED, status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="http://issuer/token",service="t"'},
+            )
+        return web.json_response({})
+
     async def manifest(self, request: web.Request) -> web.Response:
         self.requests.append((request.method, request.raw_path))
         found = self.manifests.get((request.match_info["name"], request.match_info["ref"]))
@@ -152,6 +162,7 @@ class StandIn:
         app.router.add_route("*", "/v2/{name:.+}/blobs/uploads/", self.upload)
         app.router.add_route("HEAD", "/v2/{name:.+}/blobs/{digest}", self.blob)
         app.router.add_route("GET", "/v2/{name:.+}/blobs/{digest}", self.blob)
+        app.router.add_route("GET", "/v2/", self.base)
         app.router.add_route("GET", "/v2/{name:.+}/manifests/{ref}", self.manifest)
         app.router.add_route("*", "/storage/{digest}", self.storage)
         app.router.add_route("GET", "/slow", self.slow)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import pytest
 from botocore.signers import CloudFrontSigner as BotocoreCloudFrontSigner
@@ -20,6 +18,8 @@ from blobgate.cdn import (
     KeyStore,
     load_private_key,
 )
+
+from support.cloudfront import split, verify
 
 BASE = "https://cdn.example.com/registry/"
 KEY_ID = "K2JCJMDEHXQW5F"
@@ -47,29 +47,6 @@ def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, fmt: str = "pkcs8")
         "pkcs1": serialization.PrivateFormat.TraditionalOpenSSL,
     }
     return key.private_bytes(serialization.Encoding.PEM, formats[fmt], serialization.NoEncryption())
-
-
-def split(url: str) -> tuple[str, int, bytes, str]:
-    """(resource, expires, signature bytes, key pair id) of a signed URL, parsed here."""
-    parts = urlsplit(url)
-    query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=True)
-    assert sorted(query) == ["Expires", "Key-Pair-Id", "Signature"]
-    assert all(len(v) == 1 for v in query.values())
-    raw_sig = query["Signature"][0]
-    assert not set(raw_sig) & set("+/="), "not CloudFront's base64 variant"
-    std = raw_sig.replace("-", "+").replace("_", "=").replace("~", "/")
-    signature = base64.b64decode(std, validate=True)
-    resource = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-    return resource, int(query["Expires"][0]), signature, query["Key-Pair-Id"][0]
-
-
-def verify(public: rsa.RSAPublicKey, resource: str, expires: int, signature: bytes) -> None:
-    """Rebuild the canned policy by hand and check the RSA-SHA1 PKCS#1 v1.5 signature."""
-    policy = (
-        '{"Statement":[{"Resource":"' + resource + '","Condition":'
-        '{"DateLessThan":{"AWS:EpochTime":' + str(expires) + "}}}]}"
-    )
-    public.verify(signature, policy.encode(), padding.PKCS1v15(), hashes.SHA1())  # noqa: S303
 
 
 def test_signed_url_verifies_with_the_public_key(key: rsa.RSAPrivateKey) -> None:
