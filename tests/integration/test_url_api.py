@@ -26,6 +26,7 @@ from blobgate.config import (
     StorageConfig,
 )
 from blobgate.devstack.s3 import ACCESS_KEY, SECRET_KEY
+
 from support import sigv4
 from support.cloudfront import split, verify
 from support.gateway import BUCKET, GatewayFactory
