@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from blobgate import __version__, accesslog, server
+from blobgate import __version__, accesslog, server, tls
 from blobgate.app import check_presign_host, load_keys
 from blobgate.config import Config, load
 from blobgate.errors import ConfigError
@@ -30,6 +30,7 @@ def _serve(cfg: Config) -> int:
     accesslog.configure(cfg.log.level)
     keys = load_keys(cfg)
     check_presign_host(cfg)
+    tls.check_files(cfg)
     return server.serve(cfg, keys)
 
 
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-config":
             load_keys(cfg)
             check_presign_host(cfg)
+            tls.check_files(cfg)
             print("configuration OK")
             return 0
         return _serve(cfg)

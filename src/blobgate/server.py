@@ -20,16 +20,36 @@ from aiohttp import web
 
 from blobgate.accesslog import AccessLogger
 from blobgate.app import create_app
-from blobgate.config import Config
+from blobgate.config import Config, ServerTLSConfig
 from blobgate.health import create_metrics_app
 from blobgate.keys import TrustedKeys
+from blobgate.metrics import STATS, Stats
+from blobgate.tls import ServedCertificate
+from blobgate.watch import FileWatcher
 
 log = logging.getLogger(__name__)
 
 
-async def _start(runner: web.AppRunner, host: str, port: int, reuse_port: bool) -> None:
+async def _start(
+    runner: web.AppRunner, host: str, port: int, reuse_port: bool, tls: ServedCertificate | None
+) -> None:
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+    context = tls.context if tls is not None else None
+    await web.TCPSite(runner, host, port, reuse_port=reuse_port or None,
+                      ssl_context=context).start()
+
+
+def _served(cfg: ServerTLSConfig, key: str, stats: Stats, tasks: list[asyncio.Task[None]]
+            ) -> ServedCertificate | None:
+    """The listener's certificate, watched for rotation, or ``None`` for plain HTTP."""
+    if not cfg.enabled:
+        return None
+    served = ServedCertificate(cfg, key)
+    if cfg.reload_interval_s > 0:
+        watcher = FileWatcher(key.replace(".", "_"), served.paths, served.reload, stats,
+                              cfg.reload_interval_s)
+        tasks.append(asyncio.create_task(watcher.run()))
+    return served
 
 
 async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
@@ -52,17 +72,24 @@ async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     shared = cfg.server.workers > 1
+    watchers: list[asyncio.Task[None]] = []
+    stats = gateway[STATS]
     try:
-        await _start(runner, cfg.server.host, cfg.server.port, shared)
+        tls = _served(cfg.server.tls, "server.tls", stats, watchers)
+        await _start(runner, cfg.server.host, cfg.server.port, shared, tls)
         if cfg.metrics.enabled:
             metrics = web.AppRunner(create_metrics_app(gateway), access_log=None)
             runners.append(metrics)
-            await _start(metrics, cfg.metrics.host, cfg.metrics.port + worker, False)
+            metrics_tls = _served(cfg.metrics.tls, "metrics.tls", stats, watchers)
+            await _start(metrics, cfg.metrics.host, cfg.metrics.port + worker, False,
+                         metrics_tls)
         log.info("serving on %s:%d, upstream %s", cfg.server.host, cfg.server.port,
                  cfg.upstream.url)
         await stop.wait()
         log.info("shutting down: draining requests for up to %ss", cfg.server.shutdown_grace_s)
     finally:
+        for task in watchers:
+            task.cancel()
         for each in runners:
             await each.cleanup()
     log.info("stopped")

@@ -9,6 +9,7 @@ expiry of temporary signing credentials (STS, IRSA, instance roles).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -26,6 +27,8 @@ from blobgate.errors import StorageError
 from blobgate.reference import BlobRef, Digest, storage_key
 from blobgate.signing import DEFAULT_OPTIONS, SignedURL, URLOptions
 from blobgate.stream import Span
+
+log = logging.getLogger(__name__)
 
 
 def presign_host(cfg: S3Config) -> str:
@@ -157,9 +160,14 @@ async def open_s3(
         max_pool_connections=64,
     )
 
+    verify: str | bool = cfg.ca_file or cfg.verify
+    if verify is False:
+        log.warning("storage.s3.verify is false: the S3 endpoint's certificate is NOT checked")
+
     def client(endpoint_url: str | None) -> Any:
         return session.create_client(
-            "s3", region_name=cfg.region, endpoint_url=endpoint_url, config=client_config
+            "s3", region_name=cfg.region, endpoint_url=endpoint_url, config=client_config,
+            verify=verify,
         )
 
     async with AsyncExitStack() as stack:

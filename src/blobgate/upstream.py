@@ -7,6 +7,8 @@ only place where aiohttp client failures become blobgate's 502/504 errors.
 
 from __future__ import annotations
 
+import logging
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +19,9 @@ from yarl import URL
 from blobgate.config import UpstreamConfig
 from blobgate.errors import RegistryError, UpstreamTimeout, UpstreamUnavailable
 from blobgate.metrics import Stats
+from blobgate.tls import client_context
+
+log = logging.getLogger(__name__)
 
 
 class Upstream:
@@ -41,6 +46,8 @@ class Upstream:
         ``target`` is a raw path on the upstream, or an absolute URL (a redirect target).
         """
         url = self.url(target) if isinstance(target, str) else target
+        if self.cfg.tls.server_name is not None and url.origin() == self.origin:
+            kwargs["server_hostname"] = self.cfg.tls.server_name
         try:
             async with translate_errors():
                 response = await self.session.request(
@@ -54,9 +61,13 @@ class Upstream:
 
     @staticmethod
     def new_session(cfg: UpstreamConfig) -> aiohttp.ClientSession:
-        """A session configured for transparent proxying."""
+        """A session configured for transparent proxying (and the upstream's TLS)."""
+        https = cfg.url.startswith("https:")
+        tls: ssl.SSLContext | bool = client_context(cfg.tls, "upstream.tls") if https else True
         return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=cfg.max_connections, enable_cleanup_closed=True),
+            connector=aiohttp.TCPConnector(
+                limit=cfg.max_connections, enable_cleanup_closed=True, ssl=tls
+            ),
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=cfg.connect_timeout_s, sock_read=cfg.timeout_s
             ),
@@ -74,6 +85,12 @@ async def translate_errors() -> AsyncIterator[None]:
         yield
     except TimeoutError:
         raise UpstreamTimeout("upstream registry did not answer in time") from None
+    except aiohttp.ClientConnectorCertificateError as exc:
+        log.error("upstream TLS certificate rejected: %s", exc.certificate_error)
+        raise UpstreamUnavailable(
+            "upstream registry's TLS certificate is not trusted",
+            {"reason": str(exc.certificate_error)[:200]},
+        ) from None
     except aiohttp.ClientError as exc:
         raise UpstreamUnavailable(
             "upstream registry unreachable", {"reason": type(exc).__name__}

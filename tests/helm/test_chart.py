@@ -839,3 +839,50 @@ def test_chart_refuses_broken_values(
     with pytest.raises(HelmFailed) as failed:
         chart.render(values=values, namespace=namespace)
     assert message in str(failed.value)
+
+
+# --- TLS -----------------------------------------------------------------------------------
+
+
+def tls_mount(rendered: Rendered, name: str) -> tuple[dict[str, Any], str]:
+    """The Secret behind TLS volume ``name`` and where it is mounted."""
+    volume = next(v for v in rendered.pod_spec["volumes"] if v["name"] == name)
+    mount = next(m for m in rendered.container["volumeMounts"] if m["name"] == name)
+    assert mount["readOnly"] is True
+    return volume["secret"], mount["mountPath"]
+
+
+def test_tls_secrets_are_mounted_where_the_config_points(chart: Chart) -> None:
+    rendered = chart.render(values={"tls": {"serverSecret": "gw-tls", "upstreamCASecret": "reg-ca",
+                                            "s3CASecret": "minio-ca", "s3CAKey": "public.crt"}})
+    cfg = load_rendered(rendered, {})
+    server, server_dir = tls_mount(rendered, "tls-server")
+    assert server["secretName"] == "gw-tls"
+    assert (cfg.server.tls.cert_file, cfg.server.tls.key_file) == (
+        f"{server_dir}/tls.crt", f"{server_dir}/tls.key")
+    upstream, upstream_dir = tls_mount(rendered, "tls-upstream-ca")
+    assert upstream["secretName"] == "reg-ca"
+    assert cfg.upstream.tls.ca_file == f"{upstream_dir}/ca.crt"
+    s3, s3_dir = tls_mount(rendered, "tls-s3-ca")
+    assert s3["items"] == [{"key": "public.crt", "path": "ca.crt"}]
+    assert cfg.storage.s3.ca_file == f"{s3_dir}/ca.crt"
+    assert cfg.metrics.tls.cert_file is None  # the probes stay on plain HTTP
+    for obj in rendered.objects:
+        validate(obj)
+
+
+def test_no_tls_mounts_by_default(default: Rendered) -> None:
+    names = {v["name"] for v in default.pod_spec["volumes"]}
+    assert not names & {"tls-server", "tls-upstream-ca", "tls-s3-ca"}
+    assert load_rendered(default, {}).server.tls.cert_file is None
+
+
+def test_harbor_internal_tls_uses_https_and_harbors_internal_ca(chart: Chart) -> None:
+    rendered = chart.render([HARBOR_VALUES], {"harbor": {"internalTLS": True}},
+                            namespace="harbor")
+    cfg = yaml.safe_load(rendered.config_text)
+    assert cfg["upstream"]["url"] == "https://harbor-core.harbor.svc:443"
+    secret, directory = tls_mount(rendered, "tls-upstream-ca")
+    assert secret["secretName"] == "harbor-core-internal-tls"
+    assert secret["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    assert cfg["upstream"]["tls"]["ca_file"] == f"{directory}/ca.crt"

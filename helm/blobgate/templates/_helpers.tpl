@@ -95,6 +95,8 @@ harbor.enabled, else blobgate's built-in default.
 {{- $upstream := .Values.config.upstream | default dict }}
 {{- if $upstream.url }}
 {{- $upstream.url }}
+{{- else if and .Values.harbor.enabled .Values.harbor.internalTLS }}
+{{- printf "https://%s-core.%s.svc:443" (include "blobgate.harbor.fullname" .) (include "blobgate.harbor.namespace" .) }}
 {{- else if .Values.harbor.enabled }}
 {{- printf "http://%s-core.%s.svc:80" (include "blobgate.harbor.fullname" .) (include "blobgate.harbor.namespace" .) }}
 {{- else }}
@@ -125,6 +127,22 @@ Token certificate: the Secret it comes from, and where it is mounted.
 
 {{- define "blobgate.token.path" -}}
 {{- printf "%s/tls.crt" (include "blobgate.token.dir" .) }}
+{{- end }}
+
+{{/*
+TLS material: the Secret with the CA of the upstream (Harbor's internal TLS: the
+harbor-core internal certificate Secret), and where each Secret is mounted.
+*/}}
+{{- define "blobgate.tls.upstreamCASecret" -}}
+{{- if .Values.tls.upstreamCASecret }}
+{{- .Values.tls.upstreamCASecret }}
+{{- else if and .Values.harbor.enabled .Values.harbor.internalTLS }}
+{{- printf "%s-core-internal-tls" (include "blobgate.harbor.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "blobgate.tls.dir" -}}
+/etc/blobgate/tls
 {{- end }}
 
 {{/*
@@ -173,6 +191,24 @@ blobgate.yaml: .Values.config with the values the chart derives filled in.
 {{- $_ := set $auth "certificates" (include "blobgate.token.path" .) }}
 {{- end }}
 {{- $_ := set $cfg "auth" $auth }}
+{{- $dir := include "blobgate.tls.dir" . }}
+{{- if .Values.tls.serverSecret }}
+{{- $server := $cfg.server | default dict }}
+{{- $_ := set $server "tls" (merge (dict "cert_file" (printf "%s/server/tls.crt" $dir) "key_file" (printf "%s/server/tls.key" $dir)) ($server.tls | default dict)) }}
+{{- $_ := set $cfg "server" $server }}
+{{- end }}
+{{- if include "blobgate.tls.upstreamCASecret" . }}
+{{- $tls := $upstream.tls | default dict }}
+{{- $_ := set $tls "ca_file" (printf "%s/upstream-ca/ca.crt" $dir) }}
+{{- $_ := set $upstream "tls" $tls }}
+{{- end }}
+{{- if .Values.tls.s3CASecret }}
+{{- $storage := $cfg.storage | default dict }}
+{{- $s3 := $storage.s3 | default dict }}
+{{- $_ := set $s3 "ca_file" (printf "%s/s3-ca/ca.crt" $dir) }}
+{{- $_ := set $storage "s3" $s3 }}
+{{- $_ := set $cfg "storage" $storage }}
+{{- end }}
 {{- if and .Values.harbor.enabled .Values.harbor.database.enabled }}
 {{- $membership := $cfg.membership | default dict }}
 {{- $_ := set $membership "source" "harbor_db" }}

@@ -22,10 +22,12 @@ from blobgate.config.service import (
     ApiConfig,
     AuditConfig,
     AuthConfig,
+    ClientTLSConfig,
     LogConfig,
     MembershipConfig,
     MetricsConfig,
     ServerConfig,
+    ServerTLSConfig,
     UpstreamConfig,
 )
 from blobgate.config.storage import (
@@ -45,6 +47,7 @@ __all__ = [
     "AuditConfig",
     "AuthConfig",
     "CDNConfig",
+    "ClientTLSConfig",
     "Config",
     "LogConfig",
     "MembershipConfig",
@@ -53,6 +56,7 @@ __all__ = [
     "RoutingConfig",
     "S3Config",
     "ServerConfig",
+    "ServerTLSConfig",
     "StorageConfig",
     "UpstreamConfig",
     "load",

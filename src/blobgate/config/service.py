@@ -3,11 +3,44 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from blobgate.settings import check, check_url
 
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+
+
+@dataclass(frozen=True)
+class ServerTLSConfig:
+    """A certificate (PEM, chain allowed) and key to serve HTTPS with; reloaded on change."""
+
+    cert_file: str | None = None
+    key_file: str | None = None
+    reload_interval_s: float = 10.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+    def __post_init__(self) -> None:
+        check((self.cert_file is None) == (self.key_file is None), "key_file",
+              "cert_file and key_file go together")
+        check(self.reload_interval_s >= 0, "reload_interval_s", "must not be negative")
+
+
+@dataclass(frozen=True)
+class ClientTLSConfig:
+    """How blobgate checks an HTTPS server it talks to (private CA, client certificate)."""
+
+    ca_file: str | None = None
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
+    server_name: str | None = None
+    verify: bool = True
+
+    def __post_init__(self) -> None:
+        check((self.client_cert_file is None) == (self.client_key_file is None),
+              "client_key_file", "client_cert_file and client_key_file go together")
 
 
 @dataclass(frozen=True)
@@ -19,6 +52,7 @@ class ServerConfig:
     public_hosts: tuple[str, ...] = ()
     shutdown_grace_s: float = 30.0
     workers: int = 1
+    tls: ServerTLSConfig = field(default_factory=ServerTLSConfig)
 
     def __post_init__(self) -> None:
         check(1 <= self.port <= 65535, "port", "must be between 1 and 65535")
@@ -33,6 +67,7 @@ class MetricsConfig:
     enabled: bool = True
     host: str = "0.0.0.0"  # noqa: S104 - scraped by Prometheus from other pods
     port: int = 9102
+    tls: ServerTLSConfig = field(default_factory=ServerTLSConfig)
 
     def __post_init__(self) -> None:
         check(1 <= self.port <= 65535, "port", "must be between 1 and 65535")
@@ -46,6 +81,7 @@ class UpstreamConfig:
     timeout_s: float = 30.0
     connect_timeout_s: float = 5.0
     max_connections: int = 256
+    tls: ClientTLSConfig = field(default_factory=ClientTLSConfig)
 
     def __post_init__(self) -> None:
         check_url(self.url, "url")

@@ -24,6 +24,8 @@ class S3Config:
     path_style: bool = True
     expires_s: int = 1200
     unsafe_allow_gateway_host: bool = False
+    ca_file: str | None = None
+    verify: bool = True
 
     def __post_init__(self) -> None:
         check(bool(self.bucket), "bucket", "must not be empty")

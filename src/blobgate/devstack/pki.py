@@ -7,6 +7,8 @@ gateway reads the same file. Generating a fresh pair per stack keeps every run i
 from __future__ import annotations
 
 import datetime
+import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,17 +29,31 @@ class SigningFiles:
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
+def _alt_names(sans: Sequence[str]) -> x509.SubjectAlternativeName:
+    names: list[x509.GeneralName] = []
+    for san in sans:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(san)))
+        except ValueError:
+            names.append(x509.DNSName(san))
+    return x509.SubjectAlternativeName(names)
+
+
 def certificate(
     key: PrivateKey,
     name: str,
     issuer: tuple[PrivateKey, str] | None = None,
     ca: bool = True,
     days: int = 365,
+    sans: Sequence[str] = (),
 ) -> x509.Certificate:
-    """A certificate for ``key`` named ``name``, self-signed unless ``issuer`` (key, name)."""
+    """A certificate for ``key`` named ``name``, self-signed unless ``issuer`` (key, name).
+
+    ``sans`` are host names or IP addresses the certificate is valid for (TLS servers).
+    """
     signer_key, signer_name = issuer or (key, name)
     now = datetime.datetime.now(datetime.UTC)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, signer_name)]))
@@ -46,8 +62,10 @@ def certificate(
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(signer_key, hashes.SHA256())
     )
+    if sans:
+        builder = builder.add_extension(_alt_names(sans), critical=False)
+    return builder.sign(signer_key, hashes.SHA256())
 
 
 def write_signing_files(

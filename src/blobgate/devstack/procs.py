@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -48,7 +49,9 @@ class Process:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
-    def wait_http(self, url: str, timeout_s: float = 30.0) -> None:
+    def wait_http(
+        self, url: str, timeout_s: float = 30.0, context: ssl.SSLContext | None = None
+    ) -> None:
         """Wait until ``url`` answers any HTTP status; fail early if the process died."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -56,7 +59,7 @@ class Process:
                 code, tail = self.popen.returncode, self.log_text()[-3000:]
                 raise RuntimeError(f"{self.argv[0]} exited with {code}:\n{tail}")
             try:
-                with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback test URL
+                with urllib.request.urlopen(url, timeout=1, context=context):  # noqa: S310
                     return
             except urllib.error.HTTPError:
                 return

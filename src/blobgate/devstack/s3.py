@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,15 +42,26 @@ class S3Server:
     ``requests()`` parses moto's access log so tests can count what really reached S3.
     """
 
-    def __init__(self, workdir: Path, host_name: str = "localhost") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        host_name: str = "localhost",
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
+        """``tls``: (certificate, key, CA) to serve HTTPS with instead of HTTP."""
         self.port = free_port()
-        self.endpoint_url = f"http://{host_name}:{self.port}"
-        self.process = Process(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            workdir / "s3.log",
-        )
+        scheme = "https" if tls else "http"
+        self.endpoint_url = f"{scheme}://{host_name}:{self.port}"
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        context = None
+        self.ca_file = None if tls is None else tls[2]
+        if tls is not None:
+            argv += ["-c", str(tls[0]), "-k", str(tls[1])]
+            context = ssl.create_default_context(cafile=str(tls[2]))
+        self.process = Process(argv, workdir / "s3.log")
         try:
-            self.process.wait_http(f"http://127.0.0.1:{self.port}/moto-api/")
+            self.process.wait_http(f"{scheme}://{host_name}:{self.port}/moto-api/",
+                                   context=context)
         except BaseException:
             self.process.stop()
             raise
@@ -62,6 +74,7 @@ class S3Server:
             region_name=REGION,
             aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY,
+            verify=str(self.ca_file) if self.ca_file else None,
         )
 
     def requests(self) -> list[S3Request]:
