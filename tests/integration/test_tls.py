@@ -28,6 +28,7 @@ from blobgate.config import (
 )
 from blobgate.devstack import s3 as devs3
 from blobgate.devstack.procs import Process, free_port
+
 from support.gateway import BUCKET, GatewayFactory
 from support.pki import PKI
 from support.standin import StandIn
@@ -114,7 +115,7 @@ async def test_curl_pulls_a_blob_over_https(
     https_gateway: HTTPSGateway, pki: PKI, signer: Signer, blob: tuple[str, bytes],
     tmp_path: Path,
 ) -> None:
-    digest, data = blob
+    digest, _ = blob
     out = tmp_path / "blob"
     curl = await asyncio.create_subprocess_exec(
         "curl", "-sS", "-L", "--fail", "--cacert", str(pki.ca_path), "-o", str(out),
@@ -136,8 +137,9 @@ async def test_curl_pulls_a_blob_over_https(
 
 async def test_old_tls_versions_are_refused(https_gateway: HTTPSGateway, pki: PKI) -> None:
     context = ssl.create_default_context(cafile=str(pki.ca_path))
-    with pytest.warns(DeprecationWarning):  # the very point: these versions are deprecated
+    with pytest.warns(DeprecationWarning, match="TLSv1"):  # deprecated: the very point
         context.minimum_version = ssl.TLSVersion.TLSv1
+    with pytest.warns(DeprecationWarning, match="TLSv1_1"):
         context.maximum_version = ssl.TLSVersion.TLSv1_1
     with pytest.raises(ssl.SSLError):
         await asyncio.open_connection("127.0.0.1", https_gateway.port, ssl=context)

@@ -7,6 +7,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from blobgate.devstack.pki import certificate
+
 from support.tokens import new_rsa, pem
 
 
