@@ -758,7 +758,7 @@ def test_grafana_dashboard(harbor: Rendered) -> None:
     dashboard = json.loads(configmap["data"]["blobgate.json"])
     assert dashboard == json.loads((CHART / "dashboards" / "blobgate.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    assert any("by (outcome)" in e and "blobgate_requests_total" in e for e in exprs)
+    assert any("by (route, outcome)" in e and "blobgate_requests_total" in e for e in exprs)
     assert any("blobgate_request_duration_seconds_bucket" in e and "histogram_quantile" in e
                for e in exprs)
 
