@@ -121,9 +121,9 @@ class PostgresAudit:
         await self._pool.close()
 
     @property
-    def database_error(self) -> str:
-        """Why the last write failed, or "" while writes succeed."""
-        return self._pool.last_error
+    def pool(self) -> LazyPool:
+        """The database connection pool."""
+        return self._pool
 
     async def _run(self) -> None:
         while not (self._stopping and not self._queue):

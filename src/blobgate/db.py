@@ -61,6 +61,20 @@ class LazyPool:
         self._pool = pool
         self.last_error = ""
 
+    async def probe(self) -> str:
+        """``""`` when a query succeeds now, else why not (used by readiness)."""
+        try:
+            pool = await self.get()
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await pool.fetchval("SELECT 1")
+        except DatabaseUnavailable as exc:
+            return str(exc)
+        except ERRORS as exc:
+            self.failed(exc)
+            return self.last_error
+        self.succeeded()
+        return ""
+
     def failed(self, exc: BaseException) -> None:
         """Note a failure (of opening or of a query): refuse new attempts for a while."""
         self.last_error = f"{type(exc).__name__}: {exc}"

@@ -3,7 +3,10 @@
 
 It runs on its own port so none of it is exposed where clients pull from. Readiness
 asks what a pull needs: trusted signing keys, working S3 signing, and an upstream that
-answers ``/v2/`` within a short time.
+answers ``/v2/`` within a short time. A database that is down (Harbor's, or the audit
+one) is reported as ``degraded`` without failing readiness: membership falls back to
+the upstream and audit records are dropped and counted, so pulls keep working, and
+taking every pod out of service because a shared database is down would stop them.
 """
 
 from __future__ import annotations
@@ -59,10 +62,22 @@ async def _problems(gateway: web.Application) -> list[str]:
     return problems
 
 
+async def _degraded(gateway: web.Application) -> list[str]:
+    """Databases that are down: reported, but pulls go on without them (fallback/drops)."""
+    services = gateway.get(SERVICES)
+    if services is None:
+        return []
+    errors = [(name, await pool.probe()) for name, pool in services.databases.items()]
+    return [f"{name} database unavailable: {error}" for name, error in errors if error]
+
+
 async def readyz(request: web.Request) -> web.Response:
     problems = await _problems(request.app[GATEWAY])
     if problems:
         return web.json_response({"status": "not ready", "reasons": problems}, status=503)
+    degraded = await _degraded(request.app[GATEWAY])
+    if degraded:
+        return web.json_response({"status": "ready", "degraded": degraded})
     return web.json_response({"status": "ready"})
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blobgate.api import UrlApi
-from blobgate.audit import Audit, open_audit
+from blobgate.audit import Audit, PostgresAudit, open_audit
 from blobgate.auth import TokenVerifier
 from blobgate.blobs import BlobService
 from blobgate.cache import URLCache
@@ -45,17 +45,21 @@ class Services:
     audit: Audit
     warmer: ManifestWarmer | None
     api: UrlApi | None
+    databases: dict[str, LazyPool]
 
     def url_caches(self) -> list[URLCache]:
         """Every cache of signed URLs."""
         return [c for c in (self.blobs.urls, self.blobs.cdn_urls) if c is not None]
 
 
-def _membership(cfg: Config, upstream: Upstream, stats: Stats, stack: AsyncExitStack) -> Membership:
+def _membership(
+    cfg: Config, upstream: Upstream, stats: Stats, stack: AsyncExitStack,
+    databases: dict[str, LazyPool],
+) -> Membership:
     asking_upstream = UpstreamMembership(upstream)
     if cfg.membership.source == "upstream":
         return asking_upstream
-    pool = LazyPool(cfg.membership.dsn or "", max_size=8)
+    pool = databases["membership"] = LazyPool(cfg.membership.dsn or "", max_size=8)
     stack.push_async_callback(pool.close)
     return HarborDBMembership(pool, asking_upstream, stats)
 
@@ -116,11 +120,12 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats) -> AsyncIt
         audit = await stack.enter_async_context(
             open_audit(cfg.audit, stats, cfg.server.shutdown_grace_s))
         source, urls = await _sources(cfg, upstream, stack)
+        databases = {"audit": audit.pool} if isinstance(audit, PostgresAudit) else {}
         verifier = TokenVerifier(cfg.auth, keys)
         watchers = _certificates(cfg, verifier, stats)
         blobs = BlobService(
             verifier=verifier,
-            membership=CachedMembership(_membership(cfg, upstream, stats, stack),
+            membership=CachedMembership(_membership(cfg, upstream, stats, stack, databases),
                                         cfg.membership.cache_ttl_s, cfg.membership.cache_size),
             source=source,
             urls=urls,
@@ -144,4 +149,4 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats) -> AsyncIt
         warmer = None
         if cfg.membership.warm_from_manifests:
             warmer = ManifestWarmer(blobs, cfg.membership.warm_max_blobs)
-        yield Services(upstream, blobs, audit, warmer, api)
+        yield Services(upstream, blobs, audit, warmer, api, databases)

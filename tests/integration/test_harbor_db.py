@@ -141,3 +141,26 @@ async def test_database_unavailable_falls_back_to_upstream(
     assert after[key] - before.get(key, 0) == 1
     errors = 'blobgate_membership_checks_total{result="error",source="harbor_db"}'
     assert after[errors] - before.get(errors, 0) == 1
+
+
+async def test_readyz_reports_the_database_without_failing(
+    gateway: GatewayFactory, pg_dsn: str, harbor: Harbor
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from blobgate.health import create_metrics_app
+
+    for dsn, degraded in ((pg_dsn, False), ("postgresql://postgres@127.0.0.1:9/registry", True)):
+        client = await gateway(membership=MembershipConfig(source="harbor_db", dsn=dsn))
+        probes = TestClient(TestServer(create_metrics_app(client.server.app)))
+        await probes.start_server()
+        try:
+            response = await probes.get("/readyz")
+            body = await response.json()
+        finally:
+            await probes.close()
+        assert response.status == 200  # pulls still work: membership falls back to upstream
+        assert body["status"] == "ready"
+        assert ("degraded" in body) is degraded
+        if degraded:
+            assert body["degraded"][0].startswith("membership database unavailable")
