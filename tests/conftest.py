@@ -103,9 +103,11 @@ async def gateway(
             storage=StorageConfig(s3=S3Config(bucket=BUCKET, endpoint_url=s3_server.endpoint_url)),
         )
         cfg = replace(cfg, **parts)
-        server = TestServer(create_app(cfg, load_keys(cfg)))
+        app = create_app(cfg, load_keys(cfg))
+        server = TestServer(app)
         await server.start_server(
-            access_log_class=AccessLogger, access_log=logging.getLogger("blobgate.access")
+            access_log_class=AccessLogger.bound(app),
+            access_log=logging.getLogger("blobgate.access"),
         )
         client = TestClient(server)
         await client.start_server()

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -65,22 +66,35 @@ class JSONFormatter(logging.Formatter):
 
 
 class AccessLogger(AbstractAccessLogger):
-    """aiohttp's per-request hook: records metrics, and writes the access line if enabled."""
+    """aiohttp's per-request hook: records metrics, and writes the access line if enabled.
+
+    Use ``AccessLogger.bound(app)``: aiohttp calls the hook also for requests it refused
+    before any handler ran (no route, so no ``request.app``), and those must be counted.
+    """
+
+    app: ClassVar[web.Application | None] = None
+
+    @classmethod
+    def bound(cls, app: web.Application) -> type[AccessLogger]:
+        """A hook class that records into ``app``'s metrics and audit trail."""
+        return type("BoundAccessLogger", (cls,), {"app": app})
 
     @property
     def enabled(self) -> bool:
         return True  # metrics are recorded even when the access log itself is off
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
-        info = info_of(request)
-        if isinstance(request, web.Request):
-            self._record(request, response, info, time_s)
+        info = request.get(INFO_KEY)
+        if info is None:  # no handler ran: aiohttp itself refused the request
+            info = RequestInfo(outcome="invalid" if response.status < 500 else "error")
+        if self.app is not None:
+            self._record(self.app, request, response, info, time_s)
         if not self.logger.isEnabledFor(logging.INFO):
             return
         fields = {
             "ts_start": round(time.time() - time_s, 3),
             "method": request.method,
-            "path": request.raw_path.partition("?")[0],
+            "path": redact(request.raw_path.partition("?")[0][:2000]),
             "route": info.route,
             "outcome": info.outcome,
             "repository": info.repository,
@@ -93,15 +107,17 @@ class AccessLogger(AbstractAccessLogger):
         }
         self.logger.info("access", extra={"fields": fields})
 
-
     @staticmethod
     def _record(
-        request: web.Request, response: web.StreamResponse, info: RequestInfo, time_s: float
+        app: web.Application,
+        request: web.BaseRequest,
+        response: web.StreamResponse,
+        info: RequestInfo,
+        time_s: float,
     ) -> None:
         """Metrics for every request; an audit record for every blob request."""
-        stats = request.app[STATS]
-        stats.observe(info.route, request.method, info.outcome, time_s)
-        audit = request.app.get(AUDIT)
+        app[STATS].observe(info.route, request.method, info.outcome, time_s)
+        audit = app.get(AUDIT)
         if info.route == "blob" and audit is not None:
             audit.submit(AuditRecord(
                 at=datetime.now(UTC),

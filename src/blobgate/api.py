@@ -24,7 +24,14 @@ from blobgate.audit import Audit, AuditRecord
 from blobgate.auth import bearer_token
 from blobgate.blobs import BlobService
 from blobgate.challenge import Challenge
-from blobgate.errors import BlobUnknown, InvalidParameter, RegistryError, Unauthorized
+from blobgate.errors import (
+    BlobUnknown,
+    InvalidParameter,
+    RegistryError,
+    StorageError,
+    StorageUnavailable,
+    Unauthorized,
+)
 from blobgate.reference import BlobRef, parse_blob, parse_name
 from blobgate.signing import Presigner, URLOptions
 
@@ -62,6 +69,7 @@ class UrlApi:
     challenge: Challenge
     max_batch: int
     concurrency: int
+    max_expires_s: int
 
     async def one(self, request: web.Request, raw_digest: str) -> web.Response:
         """``GET /api/v1/blobs/<digest>/url``."""
@@ -72,7 +80,7 @@ class UrlApi:
             query.keys() & {"filename", "cache_control"}))
         options = URLOptions(
             expires_s=expires_in(query.get("expires_in"), presigner.default_expires_s,
-                                 presigner.max_expires_s()),
+                                 self._limit(presigner)),
             filename=_optional(query.get("filename"), _FILENAME, "filename"),
             cache_control=_optional(query.get("cache_control"), _CACHE_CONTROL, "cache_control"),
         )
@@ -96,7 +104,7 @@ class UrlApi:
         raw = body.get("expires_in")
         options = URLOptions(expires_s=expires_in(
             None if raw is None else str(raw), presigner.default_expires_s,
-            presigner.max_expires_s()))
+            self._limit(presigner)))
         limit = asyncio.Semaphore(self.concurrency)
 
         async def entry(digest: str) -> dict[str, Any]:
@@ -110,6 +118,10 @@ class UrlApi:
 
         entries = await asyncio.gather(*(entry(d) for d in digests))
         return web.json_response({"repository": name, "urls": entries})
+
+    def _limit(self, presigner: Presigner) -> int:
+        """The longest URL life allowed now: the operator's cap, or the signer's own limit."""
+        return min(self.max_expires_s, presigner.max_expires_s())
 
     async def _json(self, request: web.Request) -> dict[str, Any]:
         try:
@@ -149,9 +161,12 @@ class UrlApi:
         if member is None:
             return {"digest": digest, "error": {"code": "BLOB_UNKNOWN",
                                                 "message": "blob unknown to repository"}}
-        signed = await presigner.presign_blob(ref.digest, options)
-        size = member.size if member.size is not None else await self.blobs.learn_size(
-            ref, authorization)
+        try:
+            signed = await presigner.presign_blob(ref.digest, options)
+            size = member.size if member.size is not None else await self.blobs.learn_size(
+                ref, authorization)
+        except StorageError as exc:
+            raise StorageUnavailable("storage unavailable", {"reason": exc.reason}) from None
         info_of(request).outcome = "url"
         self.audit.submit(AuditRecord(
             at=datetime.now(UTC), user_name=info_of(request).user or "", repository=ref.name,

@@ -21,7 +21,7 @@ from blobgate.config import Config
 from blobgate.errors import BlobgateError, ConfigError, RegistryError
 from blobgate.keys import KeyBundleError, TrustedKeys
 from blobgate.metrics import STATS, Stats
-from blobgate.proxy import forward
+from blobgate.proxy import forward, request_target
 from blobgate.reference import BlobRef, match_blob_path, parse_blob
 from blobgate.services import Services, open_services
 from blobgate.storage import presign_host
@@ -63,8 +63,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _api(request: web.Request, api: UrlApi) -> web.StreamResponse | None:
-    path = request.raw_path.partition("?")[0]
+async def _api(request: web.Request, api: UrlApi, target: str) -> web.StreamResponse | None:
+    path = target.partition("?")[0]
     match = URL_PATH.fullmatch(path)
     if request.method == "GET" and match is not None:
         return await api.one(request, match[1])
@@ -73,9 +73,9 @@ async def _api(request: web.Request, api: UrlApi) -> web.StreamResponse | None:
     return None
 
 
-def _deleted(raw_path: str) -> BlobRef | None:
+def _deleted(target: str) -> BlobRef | None:
     """The blob or manifest (by digest) a DELETE names, if any."""
-    path = raw_path.partition("?")[0]
+    path = target.partition("?")[0]
     parts = match_blob_path(path)
     if parts is None:
         manifest = MANIFEST_PATH.fullmatch(path)
@@ -86,9 +86,9 @@ def _deleted(raw_path: str) -> BlobRef | None:
         return None  # a tag, or nothing blobgate caches
 
 
-def invalidate(services: Services, raw_path: str) -> None:
+def invalidate(services: Services, target: str) -> None:
     """Forget what a successful DELETE of a blob or manifest made stale."""
-    ref = _deleted(raw_path)
+    ref = _deleted(target)
     if ref is None:
         return
     learnt = services.warmer.forget(ref) if services.warmer is not None else ()
@@ -100,24 +100,26 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     """Route a request to its path, and render blobgate's own errors."""
     stats = request.app[STATS]
     stats.in_flight += 1
+    info = info_of(request)  # its presence tells the access hook a handler ran
     try:
         services = request.app[SERVICES]
+        target = request_target(request)
         if request.method in ("GET", "HEAD"):
-            blob = match_blob_path(request.raw_path)
+            blob = match_blob_path(target)
             if blob is not None:
                 return await services.blobs.handle(request, *blob)
-        if services.api is not None and request.raw_path.startswith("/api/v1/"):
-            answer = await _api(request, services.api)
+        if services.api is not None and target.startswith("/api/v1/"):
+            answer = await _api(request, services.api, target)
             if answer is not None:
                 return answer
         warmer = services.warmer
         observer = warmer.observer(request) if warmer is not None else None
         response = await forward(request, services.upstream, observer)
         if request.method == "DELETE" and 200 <= response.status < 300:
-            invalidate(services, request.raw_path)
+            invalidate(services, target)
         return response
     except RegistryError as exc:
-        info_of(request).outcome = "invalid" if exc.status == 400 else "error"
+        info.outcome = "invalid" if exc.status == 400 else "error"
         return exc.response()
     finally:
         stats.in_flight -= 1

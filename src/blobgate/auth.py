@@ -73,6 +73,10 @@ def pullable_repositories(access: Any) -> frozenset[str]:
     return frozenset(names)
 
 
+def _not_integer(value: object) -> bool:
+    return not isinstance(value, int) or isinstance(value, bool)
+
+
 def _key_fits(key: PublicKey, alg: str) -> bool:
     if alg.startswith("RS"):
         return isinstance(key, rsa.RSAPublicKey)
@@ -165,6 +169,8 @@ class TokenVerifier:
             leeway=self._cfg.leeway_s,
             options={"require": ["exp", "iss", "aud"], "strict_aud": True},
         )
+        if any(_not_integer(claims.get(c)) for c in ("exp", "nbf", "iat") if c in claims):
+            return None  # the registry only accepts integer NumericDates
         subject = claims.get("sub")
         return Grant(
             subject=subject if isinstance(subject, str) else "",

@@ -15,7 +15,9 @@ so handlers deal with one family only::
         ├── Unauthorized         401 UNAUTHORIZED, with its own challenge (URL API)
         ├── BlobUnknown          404 BLOB_UNKNOWN (URL API)
         ├── UpstreamUnavailable  502 UNAVAILABLE
-        └── UpstreamTimeout      504 UNAVAILABLE
+        ├── StorageUnavailable   503 UNAVAILABLE (URL API)
+        ├── UpstreamTimeout      504 UNAVAILABLE
+        └── TargetUnsupported    400 UNSUPPORTED (a request target that is not a path)
 """
 
 from __future__ import annotations
@@ -131,3 +133,17 @@ class UpstreamTimeout(RegistryError):
 
     code = "UNAVAILABLE"
     status = 504
+
+
+class StorageUnavailable(RegistryError):
+    """The storage backend failed while the URL API needed it."""
+
+    code = "UNAVAILABLE"
+    status = 503
+
+
+class TargetUnsupported(RegistryError):
+    """The request target is neither a path nor an absolute URL (e.g. ``OPTIONS *``)."""
+
+    code = "UNSUPPORTED"
+    status = 400

@@ -16,12 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import aiohttp
+from yarl import URL
+
 from blobgate.errors import RegistryError
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import BlobRef
 from blobgate.upstream import Upstream
-
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +56,20 @@ class UpstreamMembership:
             raise
         async with response:
             member = None
-            if response.status in _REDIRECTS:
+            if response.status == 307 and self._to_storage(response):
                 member = Member(size=None)
             elif response.status == 200:
                 member = Member(size=response.content_length)
         result = "not_member" if member is None else "member"
         self._upstream.stats.membership["upstream", result] += 1
         return member
+
+
+    def _to_storage(self, response: aiohttp.ClientResponse) -> bool:
+        """A registry's storage redirect: temporary, and to another origin (not an ingress's
+        http→https or path redirect, which says nothing about the blob)."""
+        location = URL(response.headers.get("Location", ""), encoded=True)
+        return location.is_absolute() and location.origin() != self._upstream.origin
 
 
 class CachedMembership:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from blobgate.errors import TargetUnsupported
 from blobgate.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,26 @@ HOP_BY_HOP = frozenset(
 )
 
 
-class StreamAborted(Exception):
-    """The upstream failed after the response had started: the client connection is cut."""
+def request_target(request: web.BaseRequest) -> str:
+    """The path and query the request names, also when it came in absolute form."""
+    raw = request.raw_path
+    if raw.startswith("/"):
+        return raw
+    parts = urlsplit(raw)
+    if parts.scheme in ("http", "https") and parts.path.startswith("/"):
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+    raise TargetUnsupported("request target not supported", {"target": raw[:100]})
+
+
+def cut_short(
+    request: web.BaseRequest, response: web.StreamResponse, why: str
+) -> web.StreamResponse:
+    """End a response that started but cannot be completed by resetting the connection,
+    so the client sees a broken transfer, never a clean short body."""
+    log.warning("cutting the connection mid-response: %s", why)
+    if request.transport is not None:
+        request.transport.abort()
+    return response
 
 
 def _droppable(headers: CIMultiDict[str] | CIMultiDictProxy[str]) -> frozenset[str]:
@@ -101,7 +121,7 @@ async def forward(
     """Relay ``request`` upstream and stream the answer back (a copy to ``observer``)."""
     body = request.content if request.body_exists else None
     upstream_response = await upstream.request(
-        request.method, request.raw_path, headers=request_headers(request), data=body
+        request.method, request_target(request), headers=request_headers(request), data=body
     )
     async with upstream_response:
         response = web.StreamResponse(
@@ -120,8 +140,7 @@ async def forward(
                     copy += chunk
                     keep = len(copy) <= observer.limit
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("upstream broke off mid-response: %s", type(exc).__name__)
-            raise StreamAborted from exc
+            return cut_short(request, response, f"upstream broke off: {type(exc).__name__}")
         await response.write_eof()
         if keep and observer is not None:
             observer.observe(bytes(copy))

@@ -61,10 +61,13 @@ async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
     runner = web.AppRunner(
         gateway,
         access_log=access,
-        access_log_class=AccessLogger,
+        access_log_class=AccessLogger.bound(gateway),
         handle_signals=False,
         handler_cancellation=True,  # a client that hangs up stops the origin read at once
         shutdown_timeout=cfg.server.shutdown_grace_s,
+        # Closes idle connections and, from the start of a connection, request heads that
+        # have not arrived by then (slowloris).
+        keepalive_timeout=cfg.server.keepalive_timeout_s,
     )
     runners = [runner]
     stop = asyncio.Event()

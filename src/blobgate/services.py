@@ -145,7 +145,8 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats) -> AsyncIt
         api = None
         if cfg.api.enabled and urls is not None:
             challenge = Challenge(cfg.auth.realm, cfg.auth.service, upstream)
-            api = UrlApi(blobs, audit, challenge, cfg.api.max_batch, cfg.api.concurrency)
+            api = UrlApi(blobs, audit, challenge, cfg.api.max_batch, cfg.api.concurrency,
+                         cfg.api.max_expires_s)
         warmer = None
         if cfg.membership.warm_from_manifests:
             warmer = ManifestWarmer(blobs, cfg.membership.warm_max_blobs)

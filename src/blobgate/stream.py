@@ -21,7 +21,7 @@ from aiohttp import web
 
 from blobgate.errors import RegistryError, StorageError
 from blobgate.metrics import Stats
-from blobgate.proxy import StreamAborted
+from blobgate.proxy import cut_short
 from blobgate.reference import BlobRef
 
 log = logging.getLogger(__name__)
@@ -130,10 +130,8 @@ async def serve(
                 stats.streamed_bytes += len(chunk)
                 await response.write(chunk)
         except (StorageError, RegistryError) as exc:
-            log.warning("origin failed mid-blob after %d of %d bytes: %s", sent, span.length, exc)
-            raise StreamAborted from exc
+            return cut_short(request, response, f"origin failed after {sent} bytes: {exc}")
         if sent != span.length:
-            log.warning("origin ended after %d of %d bytes", sent, span.length)
-            raise StreamAborted
+            return cut_short(request, response, f"origin ended after {sent} of {span.length}")
         await response.write_eof()
         return response

@@ -26,6 +26,7 @@ from blobgate.blobs import BlobService
 from blobgate.errors import BlobgateError
 from blobgate.expiring import ExpiringCache
 from blobgate.membership import Member
+from blobgate.proxy import request_target
 from blobgate.reference import BlobRef, parse_blob
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class ManifestWarmer:
 
     def observer(self, request: web.Request) -> ManifestObserver | None:
         """An observer for a manifest GET by a client allowed to pull its repository."""
-        match = MANIFEST_PATH.fullmatch(request.raw_path.partition("?")[0])
+        match = MANIFEST_PATH.fullmatch(request_target(request).partition("?")[0])
         if request.method != "GET" or match is None:
             return None
         token = bearer_token(request.headers.getall("Authorization", []))

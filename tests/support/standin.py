@@ -61,11 +61,14 @@ class StandIn:
         data = self.blobs.get((request.match_info["name"], request.match_info["digest"]))
         if data is None:
             return web.json_response(UNKNOWN, status=404)
+        # Like a registry's storage redirect: absolute, to another origin (here the same
+        # server under another name).
+        storage = f"{request.scheme}://localhost:{request.url.port}/storage/"
         digest = request.match_info["digest"]
         if request.method == "HEAD" and self.head_redirects:
-            raise web.HTTPTemporaryRedirect(f"/storage/{digest}")
+            raise web.HTTPTemporaryRedirect(storage + digest)
         if request.method == "GET" and self.get_redirects:
-            raise web.HTTPTemporaryRedirect(f"/storage/{digest}")
+            raise web.HTTPTemporaryRedirect(storage + digest)
         return _ranged(request, data)
 
     async def base(self, request: web.Request) -> web.Response:

@@ -51,10 +51,12 @@ class ServerConfig:
     port: int = 5080
     public_hosts: tuple[str, ...] = ()
     shutdown_grace_s: float = 30.0
+    keepalive_timeout_s: float = 75.0
     workers: int = 1
     tls: ServerTLSConfig = field(default_factory=ServerTLSConfig)
 
     def __post_init__(self) -> None:
+        check(self.keepalive_timeout_s > 0, "keepalive_timeout_s", "must be positive")
         check(1 <= self.port <= 65535, "port", "must be between 1 and 65535")
         check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "must not be negative")
         check(1 <= self.workers <= 64, "workers", "must be between 1 and 64")
@@ -180,7 +182,10 @@ class ApiConfig:
     enabled: bool = True
     max_batch: int = 100
     concurrency: int = 16
+    max_expires_s: int = 7 * 24 * 3600
 
     def __post_init__(self) -> None:
+        check(1 <= self.max_expires_s <= 7 * 24 * 3600, "max_expires_s",
+              "must be between 1 and 604800 (SigV4's 7-day limit)")
         check(1 <= self.max_batch <= 10_000, "max_batch", "must be between 1 and 10000")
         check(self.concurrency > 0, "concurrency", "must be positive")

@@ -1,0 +1,1 @@
+"""Hardening suite: authorization matrix, input grammar, faults, load, shutdown, secrets."""
