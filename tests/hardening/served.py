@@ -16,9 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import yaml
-
-from blobgate.devstack import s3 as devs3
+from blobgate.devstack.gateway import GatewayProcess, dev_environment
 from blobgate.devstack.procs import Process, free_port
 
 from support.gateway import BUCKET
@@ -27,12 +25,9 @@ from support.tokens import ISSUER, SERVICE
 TESTS_DIR = Path(__file__).resolve().parents[1]
 
 
-def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLOBGATE_", "AWS_"))}
-    env |= {"AWS_ACCESS_KEY_ID": devs3.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": devs3.SECRET_KEY,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")])}
-    return env | (extra or {})
+def _clean_env() -> dict[str, str]:
+    pythonpath = os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])
+    return dev_environment({"PYTHONPATH": pythonpath})
 
 
 class StandinProcess:
@@ -69,12 +64,11 @@ class StandinProcess:
         self.process.stop()
 
 
-def gateway_config(port: int, metrics_port: int, upstream_url: str, certificates: Path,
-                   s3_endpoint: str, **sections: dict[str, Any]) -> dict[str, Any]:
+def gateway_config(upstream_url: str, certificates: Path, s3_endpoint: str,
+                   **sections: dict[str, Any]) -> dict[str, Any]:
     """A complete configuration mapping; ``sections`` are merged over the defaults here."""
     config: dict[str, Any] = {
-        "server": {"host": "127.0.0.1", "port": port, "shutdown_grace_s": 10},
-        "metrics": {"enabled": True, "host": "127.0.0.1", "port": metrics_port},
+        "server": {"shutdown_grace_s": 10},
         "upstream": {"url": upstream_url, "timeout_s": 10, "connect_timeout_s": 5},
         "auth": {"issuer": ISSUER, "service": SERVICE, "certificates": str(certificates)},
         "storage": {"s3": {"bucket": BUCKET, "endpoint_url": s3_endpoint}},
@@ -85,43 +79,13 @@ def gateway_config(port: int, metrics_port: int, upstream_url: str, certificates
     return config
 
 
-class ServedGateway:
-    """``python -m blobgate serve --config <file>`` on free loopback ports."""
+class ServedGateway(GatewayProcess):
+    """``blobgate serve`` for the hardening tests, with what they read from ``/proc``."""
 
     def __init__(self, workdir: Path, upstream_url: str, certificates: Path, s3_endpoint: str,
                  **sections: dict[str, Any]) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port, self.metrics_port = free_port(), free_port()
-        self.config_path = workdir / "blobgate.yaml"
-        self.config = gateway_config(self.port, self.metrics_port, upstream_url, certificates,
-                                     s3_endpoint, **sections)
-        self.config_path.write_text(yaml.safe_dump(self.config))
-        argv = [sys.executable, "-m", "blobgate", "serve", "--config", str(self.config_path)]
-        self.process = Process(argv, workdir / "blobgate.log", _clean_env())
-        try:
-            self.process.wait_http(f"{self.url}/v2/")
-        except BaseException:
-            self.process.stop()
-            raise
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.popen.pid
-
-    def rss_bytes(self) -> int:
-        """Resident memory of the gateway process, from ``/proc/<pid>/status``."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS line")
+        super().__init__(workdir, gateway_config(upstream_url, certificates, s3_endpoint,
+                                                 **sections), env=_clean_env())
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time the gateway process has used."""
@@ -131,10 +95,6 @@ class ServedGateway:
     def open_fds(self) -> int:
         """How many file descriptors the gateway process holds."""
         return len(os.listdir(f"/proc/{self.pid}/fd"))
-
-    def log_text(self) -> str:
-        """Everything the gateway wrote so far (also after it stopped)."""
-        return self.process.log_path.read_text(errors="replace")
 
     def terminate(self) -> None:
         """Send SIGTERM to the gateway only (not its process group)."""
@@ -147,9 +107,4 @@ class ServedGateway:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"blobgate still running after {timeout_s}s") from None
 
-    def __enter__(self) -> ServedGateway:
-        return self
 
-    def __exit__(self, exc: type[BaseException] | None, val: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.process.stop()

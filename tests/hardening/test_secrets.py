@@ -121,9 +121,9 @@ async def test_no_secret_in_logs_error_bodies_or_metrics(
         ):
             await send(served.port, raw.encode())
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"{served.metrics_url}/metrics") as response:
+            async with session.get(f"{served.metrics_url()}/metrics") as response:
                 metrics = await response.text()
-            async with session.get(f"{served.metrics_url}/readyz") as response:
+            async with session.get(f"{served.metrics_url()}/readyz") as response:
                 readyz = await response.text()
         await asyncio.sleep(0.5)  # let the audit writer try (and fail) a few times
         served.terminate()

@@ -9,14 +9,12 @@ import asyncio
 import hashlib
 import os
 import ssl
-import sys
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from aiohttp.test_utils import TestServer
 
 from blobgate.config import (
@@ -27,7 +25,7 @@ from blobgate.config import (
     UpstreamConfig,
 )
 from blobgate.devstack import s3 as devs3
-from blobgate.devstack.procs import Process, free_port
+from blobgate.devstack.gateway import GatewayProcess
 
 from support.gateway import BUCKET, GatewayFactory
 from support.pki import PKI
@@ -50,57 +48,37 @@ def blob(put_blob: Any, standin: Standin) -> tuple[str, bytes]:
     return digest, data
 
 
-class HTTPSGateway:
-    """``blobgate serve`` in a child process with ``server.tls`` on."""
+def https_config(pki: PKI, upstream: str, bundle: Path, s3: str) -> dict[str, Any]:
+    cert, key = pki.issue("gateway", ("127.0.0.1", "localhost"))
+    return {
+        "server": {"tls": {"cert_file": str(cert), "key_file": str(key),
+                           "reload_interval_s": 0.05}},
+        "upstream": {"url": upstream},
+        "auth": {"issuer": ISSUER, "service": SERVICE, "certificates": str(bundle)},
+        "storage": {"s3": {"bucket": BUCKET, "endpoint_url": s3}},
+    }
 
-    def __init__(self, tmp: Path, pki: PKI, upstream: str, bundle: Path, s3: str) -> None:
-        self.cert, self.key = pki.issue("gateway", ("127.0.0.1", "localhost"))
-        self.port, self.metrics_port = free_port(), free_port()
-        config = {
-            "server": {"host": "127.0.0.1", "port": self.port,
-                       "tls": {"cert_file": str(self.cert), "key_file": str(self.key),
-                               "reload_interval_s": 0.05}},
-            "metrics": {"host": "127.0.0.1", "port": self.metrics_port},
-            "upstream": {"url": upstream},
-            "auth": {"issuer": ISSUER, "service": SERVICE, "certificates": str(bundle)},
-            "storage": {"s3": {"bucket": BUCKET, "endpoint_url": s3}},
-        }
-        path = tmp / "blobgate.yaml"
-        path.write_text(yaml.safe_dump(config))
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": devs3.ACCESS_KEY,
-               "AWS_SECRET_ACCESS_KEY": devs3.SECRET_KEY}
-        self.process = Process([sys.executable, "-m", "blobgate", "serve", "--config", str(path)],
-                               tmp / "blobgate.log", env)
 
-    async def ready(self) -> None:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                try:
-                    url = f"http://127.0.0.1:{self.metrics_port}/healthz"
-                    async with session.get(url) as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
-        raise AssertionError(self.process.log_text()[-2000:])
-
-    async def metrics(self) -> str:
-        async with aiohttp.ClientSession() as session, session.get(
-            f"http://127.0.0.1:{self.metrics_port}/metrics") as response:
-            return await response.text()
+async def metrics_text(gateway: GatewayProcess) -> str:
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{gateway.metrics_url()}/metrics") as response:
+        return await response.text()
 
 
 @pytest.fixture
-async def https_gateway(
+def https_gateway(
     tmp_path: Path, pki: PKI, standin: Standin, bundle: Path, s3_server: Any
-) -> AsyncIterator[HTTPSGateway]:
-    gateway = HTTPSGateway(tmp_path, pki, str(standin[1].make_url("")).rstrip("/"), bundle,
-                           s3_server.endpoint_url)
-    try:
-        await gateway.ready()
+) -> Iterator[GatewayProcess]:
+    config = https_config(pki, str(standin[1].make_url("")).rstrip("/"), bundle,
+                          s3_server.endpoint_url)
+    with GatewayProcess(tmp_path, config) as gateway:
         yield gateway
-    finally:
-        assert gateway.process.stop() == 0
+        assert gateway.stop() == 0
+
+
+def replace(target: Path, source: Path) -> None:
+    """Rewrite ``target`` in place with ``source``'s bytes, as cert-manager does."""
+    target.write_bytes(source.read_bytes())
 
 
 async def peer_certificate(port: int, ca: Path) -> bytes:
@@ -112,7 +90,7 @@ async def peer_certificate(port: int, ca: Path) -> bytes:
 
 
 async def test_curl_pulls_a_blob_over_https(
-    https_gateway: HTTPSGateway, pki: PKI, signer: Signer, blob: tuple[str, bytes],
+    https_gateway: GatewayProcess, pki: PKI, signer: Signer, blob: tuple[str, bytes],
     tmp_path: Path,
 ) -> None:
     digest, _ = blob
@@ -135,7 +113,7 @@ async def test_curl_pulls_a_blob_over_https(
     assert refused.returncode == 60  # peer certificate cannot be authenticated
 
 
-async def test_old_tls_versions_are_refused(https_gateway: HTTPSGateway, pki: PKI) -> None:
+async def test_old_tls_versions_are_refused(https_gateway: GatewayProcess, pki: PKI) -> None:
     context = ssl.create_default_context(cafile=str(pki.ca_path))
     with pytest.warns(DeprecationWarning, match="TLSv1"):  # deprecated: the very point
         context.minimum_version = ssl.TLSVersion.TLSv1
@@ -146,16 +124,18 @@ async def test_old_tls_versions_are_refused(https_gateway: HTTPSGateway, pki: PK
 
 
 async def test_rotation_reaches_new_connections_and_corrupt_files_are_ignored(
-    https_gateway: HTTPSGateway, pki: PKI
+    https_gateway: GatewayProcess, pki: PKI
 ) -> None:
     port, ca = https_gateway.port, pki.ca_path
+    cert_file = Path(https_gateway.config["server"]["tls"]["cert_file"])
+    key_file = Path(https_gateway.config["server"]["tls"]["key_file"])
     before = await peer_certificate(port, ca)
     context = ssl.create_default_context(cafile=str(ca))
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
 
     pki.issue("gateway-next", ("127.0.0.1",), file_name="next")
-    https_gateway.key.write_bytes((pki.directory / "next.key").read_bytes())
-    https_gateway.cert.write_bytes((pki.directory / "next.crt").read_bytes())
+    replace(key_file, pki.directory / "next.key")
+    replace(cert_file, pki.directory / "next.crt")
     for _ in range(200):
         rotated = await peer_certificate(port, ca)
         if rotated != before:
@@ -167,10 +147,11 @@ async def test_rotation_reaches_new_connections_and_corrupt_files_are_ignored(
     assert (await reader.readline()).startswith(b"HTTP/1.1 ")
     writer.close()
 
-    https_gateway.cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot a cert\n"
-                                   b"-----END CERTIFICATE-----\n")
+    corrupt = pki.directory / "corrupt.crt"
+    corrupt.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot a cert\n-----END CERTIFICATE-----\n")
+    replace(cert_file, corrupt)
     for _ in range(200):
-        if 'blobgate_reload_healthy{file="server_tls"} 0.0' in await https_gateway.metrics():
+        if 'blobgate_reload_healthy{file="server_tls"} 0.0' in await metrics_text(https_gateway):
             break
         await asyncio.sleep(0.02)
     assert await peer_certificate(port, ca) == rotated  # still serving the good pair

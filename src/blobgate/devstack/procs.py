@@ -45,8 +45,9 @@ class Process:
         )
 
     def log_text(self) -> str:
-        """Everything the process has written so far."""
-        self._log.flush()
+        """Everything the process has written so far (also after it stopped)."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_http(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import re
 import sys
 import urllib.request
@@ -19,11 +18,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
-import yaml
-
 from blobgate.devstack import s3
 from blobgate.devstack.clients import Credentials
-from blobgate.devstack.logs import json_objects
+from blobgate.devstack.gateway import GatewayProcess
 from blobgate.devstack.pki import write_signing_files
 from blobgate.devstack.policy import ANYONE, Policy, Rule
 from blobgate.devstack.procs import Process, free_port
@@ -68,8 +65,8 @@ class Stack:
             self.registry = self._cleanup.enter_context(
                 Registry(workdir, self.s3, BUCKET, self._token_auth(), self.registry_options)
             )
-            self.gateway_port, self.metrics_port = free_port(), free_port()
-            self.gateway = self._start_gateway()
+            self.gateway = GatewayProcess(workdir, gateway_config(self))
+            self._cleanup.callback(self.gateway.stop)
         except BaseException:
             self._cleanup.close()
             raise
@@ -95,30 +92,25 @@ class Stack:
     def _token_auth(self) -> TokenAuth:
         return TokenAuth(f"{self.issuer_url}/token", SERVICE, ISSUER, self.signing.cert_path)
 
-    def _start_gateway(self) -> Process:
-        config = self.workdir / "blobgate.yaml"
-        config.write_text(yaml.safe_dump(gateway_config(self)))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("BLOBGATE_", "AWS_"))}
-        env |= {"AWS_ACCESS_KEY_ID": s3.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": s3.SECRET_KEY}
-        argv = [sys.executable, "-m", "blobgate", "serve", "--config", str(config)]
-        process = self._process(argv, "blobgate", env)
-        process.wait_http(f"{self.gateway_url}/v2/")
-        return process
-
     @property
     def gateway_url(self) -> str:
         """blobgate's base URL."""
-        return f"http://127.0.0.1:{self.gateway_port}"
+        return self.gateway.url
+
+    @property
+    def gateway_port(self) -> int:
+        """blobgate's public port."""
+        return self.gateway.port
 
     @property
     def metrics_url(self) -> str:
         """blobgate's private listener: ``/metrics``, ``/healthz``, ``/readyz``."""
-        return f"http://127.0.0.1:{self.metrics_port}"
+        return self.gateway.metrics_url()
 
     @property
     def gateway_host(self) -> str:
         """``host:port`` of blobgate, as container clients name a registry."""
-        return f"127.0.0.1:{self.gateway_port}"
+        return self.gateway.host
 
     def log_paths(self) -> dict[str, Path]:
         """Each server's log file, by server name."""
@@ -126,14 +118,13 @@ class Stack:
             "s3": self.s3.process,
             "tokens": self.tokens,
             "registry": self.registry.process,
-            "blobgate": self.gateway,
+            "blobgate": self.gateway.process,
         }
         return {name: process.log_path for name, process in processes.items()}
 
     def access_log(self) -> list[dict[str, Any]]:
         """blobgate's access-log entries so far; other log lines are skipped."""
-        entries = json_objects(self.gateway.log_text())
-        return [entry for entry in entries if entry.get("logger") == "blobgate.access"]
+        return self.gateway.access_log()
 
     def presigned_blob_gets(self) -> list[str]:
         """Digests of blobs S3 served (200 or 206) to presigned GETs, in request order."""
@@ -169,10 +160,8 @@ class Stack:
 
 
 def gateway_config(stack: Stack) -> dict[str, Any]:
-    """blobgate's configuration for ``stack``, as a mapping to dump to YAML."""
+    """blobgate's configuration for ``stack`` (listeners are placed by ``GatewayProcess``)."""
     return {
-        "server": {"host": "127.0.0.1", "port": stack.gateway_port},
-        "metrics": {"enabled": True, "host": "127.0.0.1", "port": stack.metrics_port},
         "upstream": {"url": stack.registry.url, "timeout_s": 30},
         "auth": {
             "issuer": ISSUER,
