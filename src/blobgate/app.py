@@ -98,11 +98,12 @@ def invalidate(services: Services, target: str) -> None:
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     """Route a request to its path, and render blobgate's own errors."""
-    stats = request.app[STATS]
+    app = request.app
+    stats = app[STATS]
     stats.in_flight += 1
     info = info_of(request)  # its presence tells the access hook a handler ran
     try:
-        services = request.app[SERVICES]
+        services = app[SERVICES]
         target = request_target(request)
         if request.method in ("GET", "HEAD"):
             blob = match_blob_path(target)

@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -44,6 +44,11 @@ class AuditRecord:
     outcome: str
     status: int
     client: str
+
+    def row(self) -> tuple[datetime, str, str, str, str, str, int, str]:
+        """The record as a table row, in ``COLUMNS`` order (no deep copy, unlike astuple)."""
+        return (self.at, self.user_name, self.repository, self.digest, self.method,
+                self.outcome, self.status, self.client)
 
 
 COLUMNS = tuple(f.name for f in fields(AuditRecord))
@@ -79,9 +84,10 @@ class LogAudit:
         self._stats = stats
 
     def submit(self, record: AuditRecord) -> None:
-        entry: dict[str, Any] = dict(zip(COLUMNS, astuple(record), strict=True))
-        entry["at"] = record.at.isoformat()
-        audit_log.info("audit", extra={"fields": entry})
+        if audit_log.isEnabledFor(logging.INFO):
+            entry: dict[str, Any] = dict(zip(COLUMNS, record.row(), strict=True))
+            entry["at"] = record.at.isoformat()
+            audit_log.info("audit", extra={"fields": entry})
         self._stats.audit["written"] += 1
 
 
@@ -155,7 +161,7 @@ class PostgresAudit:
             pool = await self._pool.get()
             async with asyncio.timeout(WRITE_TIMEOUT_S), pool.acquire() as conn:
                 await conn.copy_records_to_table(
-                    self._cfg.table, records=[astuple(r) for r in batch], columns=COLUMNS
+                    self._cfg.table, records=[r.row() for r in batch], columns=COLUMNS
                 )
         except (*DB_ERRORS, DatabaseUnavailable) as exc:
             self._stats.audit["dropped"] += len(batch)

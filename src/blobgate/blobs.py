@@ -54,6 +54,7 @@ class BlobService:
     allow_gateway_host: bool
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     _logged_causes: set[str] = field(default_factory=set)
+    _host_verdicts: dict[str, bool] = field(default_factory=dict)
 
     async def handle(
         self, request: web.Request, raw_name: str, raw_digest: str
@@ -61,8 +62,8 @@ class BlobService:
         """Answer a blob GET or HEAD."""
         info = info_of(request)
         info.route = "blob"
-        ref = parse_blob(raw_name, raw_digest)
-        info.repository, info.digest = ref.name, str(ref.digest)
+        ref = parse_blob(raw_name, raw_digest)  # raw_digest is canonical once this passes
+        info.repository, info.digest = ref.name, raw_digest
         authorization = request.headers.getall("Authorization", [])
         token = bearer_token(authorization)
         grant = self.verifier.verify(token) if token is not None else None
@@ -83,8 +84,11 @@ class BlobService:
             else:
                 info.outcome = "redirect"
                 self._count_offload(ref, member, authorization[0])
-                headers = {"Location": signed.url, "Docker-Content-Digest": str(ref.digest)}
-                return web.Response(status=307, headers={**headers, **API_VERSION})
+                return web.Response(status=307, headers={
+                    "Location": signed.url,
+                    "Docker-Content-Digest": raw_digest,
+                    "Docker-Distribution-Api-Version": "registry/2.0",
+                })
         return await self._stream(request, ref, member, authorization[0])
 
     def _urls_for(self, request: web.Request) -> URLCache | None:
@@ -219,5 +223,11 @@ class BlobService:
         """
         if self.allow_gateway_host:
             return False
-        host = (client_origin(request)[1].rsplit(":", 1)[0]).lower()
-        return self.presign_host == host or self.presign_host.endswith("." + host)
+        client_host = client_origin(request)[1]
+        verdict = self._host_verdicts.get(client_host)
+        if verdict is None:
+            host = client_host.rsplit(":", 1)[0].lower()
+            verdict = self.presign_host == host or self.presign_host.endswith("." + host)
+            if len(self._host_verdicts) < 1024:  # clients choose Host: keep this bounded
+                self._host_verdicts[client_host] = verdict
+        return verdict

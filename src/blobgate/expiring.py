@@ -1,8 +1,9 @@
 """One bounded, expiring cache type for tokens, URLs and membership answers.
 
-Each entry carries its own expiry (a ``ttu`` function computes it when stored), and
-the cache counts hits, misses and capacity evictions so the metrics endpoint can
-report them without any work on the request path beyond an integer increment.
+A plain dict: each entry carries its own expiry (``expires_at(value)`` when stored), a
+lookup is one dict access and one clock read, and when the cache is full the oldest
+entry goes first. Hits, misses and evictions are counted for the metrics endpoint, so
+the request path pays an integer increment and nothing more.
 """
 
 from __future__ import annotations
@@ -11,18 +12,8 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from cachetools import TLRUCache
-
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-
-
-class _Evicting(TLRUCache[K, V]):
-    evictions = 0
-
-    def popitem(self) -> tuple[K, V]:
-        self.evictions += 1
-        return super().popitem()
 
 
 class ExpiringCache(Generic[K, V]):
@@ -34,36 +25,44 @@ class ExpiringCache(Generic[K, V]):
         expires_at: Callable[[V], float],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._data: _Evicting[K, V] = _Evicting(
-            maxsize, lambda _key, value, _now: expires_at(value), timer=clock
-        )
+        self._maxsize = maxsize
+        self._expires_at = expires_at
+        self._clock = clock
+        self._data: dict[K, tuple[V, float]] = {}
         self.hits = 0
         self.misses = 0
-
-    @property
-    def evictions(self) -> int:
-        """Entries dropped to make room (not counting expiry)."""
-        return self._data.evictions
+        self.evictions = 0
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def get(self, key: K) -> V | None:
-        """The live value for ``key``, counting a hit or a miss."""
-        value = self._data.get(key)
-        if value is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return value
-
     def peek(self, key: K) -> V | None:
         """The live value for ``key`` without counting a lookup."""
-        return self._data.get(key)
+        entry = self._data.get(key)
+        if entry is None or entry[1] <= self._clock():
+            return None
+        return entry[0]
+
+    def get(self, key: K) -> V | None:
+        """The live value for ``key``, counting a hit or a miss."""
+        entry = self._data.get(key)
+        if entry is not None:
+            if entry[1] > self._clock():
+                self.hits += 1
+                return entry[0]
+            del self._data[key]
+        self.misses += 1
+        return None
 
     def put(self, key: K, value: V) -> None:
         """Store ``value``; it expires when its ``expires_at`` says."""
-        self._data[key] = value
+        data = self._data
+        if key in data:
+            del data[key]  # re-inserted last: the freshest entry goes last
+        elif len(data) >= self._maxsize:
+            del data[next(iter(data))]
+            self.evictions += 1
+        data[key] = (value, self._expires_at(value))
 
     def pop(self, key: K) -> None:
         """Forget ``key`` if present."""
