@@ -39,20 +39,24 @@ IMAGE_MANIFESTS = frozenset({
 MAX_MANIFEST_BYTES = 4 << 20
 
 
-def manifest_digests(body: bytes, max_blobs: int) -> list[str]:
-    """Config and layer digests of an image manifest (at most ``max_blobs``)."""
+def manifest_blobs(body: bytes, max_blobs: int) -> dict[str, int | None]:
+    """Config and layer digests of an image manifest with their declared sizes (at most
+    ``max_blobs``). Clients check those sizes when they download, so they are the sizes
+    a pull moves; a size that is not a non-negative integer is left unknown."""
     try:
         manifest = json.loads(body)
     except ValueError:
-        return []
+        return {}
     if not isinstance(manifest, dict):
-        return []
+        return {}
     descriptors = [manifest.get("config"), *(manifest.get("layers") or [])]
-    return [
-        d["digest"]
-        for d in descriptors
-        if isinstance(d, dict) and isinstance(d.get("digest"), str) and not d.get("urls")
-    ][:max_blobs]
+    found: dict[str, int | None] = {}
+    for d in descriptors:
+        if isinstance(d, dict) and isinstance(d.get("digest"), str) and not d.get("urls"):
+            size = d.get("size")
+            ok = isinstance(size, int) and not isinstance(size, bool) and size >= 0
+            found[d["digest"]] = size if ok else None
+    return dict(list(found.items())[:max_blobs])
 
 
 @dataclass
@@ -70,7 +74,7 @@ class ManifestObserver:
         return response.status == 200 and response.content_type in IMAGE_MANIFESTS
 
     def observe(self, body: bytes) -> None:
-        self.warmer.warm(self.name, manifest_digests(body, self.warmer.max_blobs), self.digest)
+        self.warmer.warm(self.name, manifest_blobs(body, self.warmer.max_blobs), self.digest)
 
 
 @dataclass
@@ -94,21 +98,20 @@ class ManifestWarmer:
             return None
         return ManifestObserver(self, match[1])
 
-    def warm(self, name: str, digests: list[str], manifest: str | None = None) -> None:
-        """Record ``digests`` as members of ``name`` and presign them in the background."""
-        refs = []
-        for digest in digests:
-            try:
-                refs.append(parse_blob(name, digest))
-            except BlobgateError:
-                continue
+    def warm(self, name: str, blobs: dict[str, int | None], manifest: str | None = None) -> None:
+        """Record ``blobs`` (digest: size) as members of ``name``; presign in the background."""
+        members: dict[BlobRef, Member] = {}
+        for digest, size in blobs.items():
+            with contextlib.suppress(BlobgateError):
+                members[parse_blob(name, digest)] = Member(size=size)
+        refs = list(members)
         with contextlib.suppress(BlobgateError):
             if manifest is not None:
                 self._learnt.put(parse_blob(name, manifest), tuple(refs))
         known = self.blobs.membership.cache
-        for ref in refs:
+        for ref, member in members.items():
             if known.peek(ref) is None:
-                self.blobs.membership.remember(ref, Member(size=None))
+                self.blobs.membership.remember(ref, member)
         if refs and self.blobs.urls is not None:
             task = asyncio.create_task(self._presign(refs))
             self._tasks.add(task)

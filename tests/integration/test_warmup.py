@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from blobgate.app import SERVICES
-from blobgate.warmup import manifest_digests
+from blobgate.warmup import manifest_blobs
 
 from support.gateway import GatewayFactory, Scrape
 from support.standin import StandIn
@@ -74,6 +74,9 @@ async def test_manifest_pull_warms_membership_and_urls(
     assert heads == []  # no membership round trip for any of the four blobs
     url_hits = 'blobgate_cache_requests_total{cache="url",result="hit"}'
     assert after[url_hits] - before.get(url_hits, 0) == 4  # all URLs presigned in advance
+    # Offloaded bytes come from the sizes the manifest declares (1 each here): no S3 lookup.
+    offloaded = "blobgate_offloaded_bytes_total{}"
+    assert after[offloaded] - before.get(offloaded, 0) == 4
 
 
 @pytest.mark.parametrize("case", ["no-pull-grant", "index", "not-found", "upload"])
@@ -101,12 +104,15 @@ async def test_nothing_is_learnt_otherwise(
     assert len(heads) == 4  # every blob needed its own membership check
 
 
-def test_manifest_digests_bounds_and_skips_foreign_layers() -> None:
+def test_manifest_blobs_bounds_sizes_and_skips_foreign_layers() -> None:
     body = manifest("sha256:" + "c" * 64, ["sha256:" + "1" * 64, "sha256:" + "2" * 64],
                     foreign="sha256:" + "f" * 64)
-    assert manifest_digests(body, 10) == ["sha256:" + "c" * 64, "sha256:" + "1" * 64,
-                                          "sha256:" + "2" * 64]
-    assert len(manifest_digests(body, 2)) == 2
-    assert manifest_digests(b"not json", 10) == []
-    assert manifest_digests(b"[1, 2]", 10) == []
-    assert manifest_digests(json.dumps({"layers": [{"digest": 5}, "x"]}).encode(), 10) == []
+    assert manifest_blobs(body, 10) == {"sha256:" + "c" * 64: 1, "sha256:" + "1" * 64: 1,
+                                        "sha256:" + "2" * 64: 1}
+    assert len(manifest_blobs(body, 2)) == 2
+    odd = {"layers": [{"digest": "sha256:" + "3" * 64, "size": -1},
+                      {"digest": "sha256:" + "4" * 64, "size": "7"}]}
+    assert set(manifest_blobs(json.dumps(odd).encode(), 10).values()) == {None}
+    assert manifest_blobs(b"not json", 10) == {}
+    assert manifest_blobs(b"[1, 2]", 10) == {}
+    assert manifest_blobs(json.dumps({"layers": [{"digest": 5}, "x"]}).encode(), 10) == {}
