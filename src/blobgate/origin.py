@@ -25,9 +25,8 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 class RegistryBlobs:
     """Blob sizes and bytes fetched from the upstream registry."""
 
-    def __init__(self, upstream: Upstream, chunk_bytes: int) -> None:
+    def __init__(self, upstream: Upstream) -> None:
         self._upstream = upstream
-        self._chunk_bytes = chunk_bytes
 
     async def size(self, ref: BlobRef, authorization: str) -> int:
         async with await self._fetch("HEAD", ref, authorization, {}) as response:
@@ -61,8 +60,10 @@ class RegistryBlobs:
         return await self._upstream.request(method, target, headers=extra)
 
     async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        # Pieces as they arrive: aiohttp's read buffer already bounds them, and joining
+        # them into bigger chunks would copy every byte once more.
         try:
-            async for chunk in response.content.iter_chunked(self._chunk_bytes):
+            async for chunk in response.content.iter_any():
                 yield chunk
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise StorageError(f"reading from the registry failed: {exc}",

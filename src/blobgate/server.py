@@ -31,12 +31,17 @@ log = logging.getLogger(__name__)
 
 
 async def _start(
-    runner: web.AppRunner, host: str, port: int, reuse_port: bool, tls: ServedCertificate | None
+    runner: web.AppRunner,
+    host: str,
+    port: int,
+    tls: ServedCertificate | None,
+    reuse_port: bool = False,
+    backlog: int = 128,
 ) -> None:
     await runner.setup()
     context = tls.context if tls is not None else None
-    await web.TCPSite(runner, host, port, reuse_port=reuse_port or None,
-                      ssl_context=context).start()
+    await web.TCPSite(runner, host, port, reuse_port=reuse_port or None, ssl_context=context,
+                      backlog=backlog).start()
 
 
 def _served(cfg: ServerTLSConfig, key: str, stats: Stats, tasks: list[asyncio.Task[None]]
@@ -79,13 +84,12 @@ async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
     stats = gateway[STATS]
     try:
         tls = _served(cfg.server.tls, "server.tls", stats, watchers)
-        await _start(runner, cfg.server.host, cfg.server.port, shared, tls)
+        await _start(runner, cfg.server.host, cfg.server.port, tls, shared, cfg.server.backlog)
         if cfg.metrics.enabled:
             metrics = web.AppRunner(create_metrics_app(gateway), access_log=None)
             runners.append(metrics)
             metrics_tls = _served(cfg.metrics.tls, "metrics.tls", stats, watchers)
-            await _start(metrics, cfg.metrics.host, cfg.metrics.port + worker, False,
-                         metrics_tls)
+            await _start(metrics, cfg.metrics.host, cfg.metrics.port + worker, metrics_tls)
         log.info("serving on %s:%d, upstream %s", cfg.server.host, cfg.server.port,
                  cfg.upstream.url)
         await stop.wait()

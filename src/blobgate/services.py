@@ -69,7 +69,7 @@ async def _sources(
 ) -> tuple[BlobSource, URLCache | None]:
     chunk = cfg.storage.stream_chunk_bytes
     if cfg.storage.backend == "proxy":
-        return RegistryBlobs(upstream, chunk), None
+        return RegistryBlobs(upstream), None
     s3 = await stack.enter_async_context(open_s3(cfg.storage.s3, chunk_bytes=chunk))
     return s3, URLCache(s3, cfg.storage.url_cache_size)
 

@@ -52,11 +52,13 @@ class ServerConfig:
     public_hosts: tuple[str, ...] = ()
     shutdown_grace_s: float = 30.0
     keepalive_timeout_s: float = 75.0
+    backlog: int = 2048
     workers: int = 1
     tls: ServerTLSConfig = field(default_factory=ServerTLSConfig)
 
     def __post_init__(self) -> None:
         check(self.keepalive_timeout_s > 0, "keepalive_timeout_s", "must be positive")
+        check(1 <= self.backlog <= 65535, "backlog", "must be between 1 and 65535")
         check(1 <= self.port <= 65535, "port", "must be between 1 and 65535")
         check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "must not be negative")
         check(1 <= self.workers <= 64, "workers", "must be between 1 and 64")

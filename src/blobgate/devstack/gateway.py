@@ -13,13 +13,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
 from blobgate.devstack import s3
 from blobgate.devstack.logs import json_objects
-from blobgate.devstack.procs import Process, free_port
+from blobgate.devstack.procs import Process, free_port, free_ports
 
 
 def dev_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -43,12 +43,12 @@ class GatewayProcess:
         argv_prefix: Sequence[str] = (),
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        self.port, self.metrics_port = free_port(), free_port()
+        self.workers = int(config.get("server", {}).get("workers", 1))
+        self.port, self.metrics_port = free_port(), free_ports(self.workers)
         server = {**config.get("server", {}), "host": "127.0.0.1", "port": self.port}
         metrics = {**config.get("metrics", {}), "enabled": True, "host": "127.0.0.1",
                    "port": self.metrics_port}
         self.config = {**config, "server": server, "metrics": metrics}
-        self.workers = int(server.get("workers", 1))
         self.scheme = "https" if server.get("tls", {}).get("cert_file") else "http"
         path = workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(self.config))
@@ -99,7 +99,7 @@ class GatewayProcess:
         """Stop the gateway; its exit code."""
         return self.process.stop()
 
-    def __enter__(self) -> GatewayProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -22,6 +22,19 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive TCP ports on 127.0.0.1 that were free a moment ago."""
+    while True:
+        first = free_port()
+        try:
+            for port in range(first + 1, first + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+
+
 class Process:
     """A child process whose output goes to a log file; stopped with SIGTERM, then SIGKILL."""
 

@@ -1,0 +1,44 @@
+"""``python -m bench run [--quick] [--only NAME ...] [--out FILE]`` and ``python -m bench
+profile``: see BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from bench import profile, runner
+from bench.scenarios import SCENARIOS
+from bench.world import FULL, QUICK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run it."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run scenarios and write a results table")
+    run.add_argument("--quick", action="store_true", help="seconds, small blobs, few connections")
+    run.add_argument("--only", action="append", choices=sorted(SCENARIOS), default=[],
+                     help="run only this scenario (repeatable)")
+    run.add_argument("--out", type=Path, default=Path("bench/results.md"),
+                     help="markdown output (a .json twin is written next to it)")
+    run.add_argument("--keep", action="store_true", help="keep the working directory and logs")
+    prof = commands.add_parser("profile", help="py-spy profile of blobgate's warm GET path")
+    prof.add_argument("--seconds", type=int, default=20)
+    prof.add_argument("--connections", type=int, default=64)
+    prof.add_argument("--folded", type=Path, help="also keep py-spy's folded stacks here")
+    args = parser.parse_args(argv)
+    command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if args.command == "profile":
+        return profile.run(args.seconds, args.connections, args.folded)
+    mode = QUICK if args.quick else FULL
+    try:
+        return runner.run(mode, args.only, args.out, command, args.keep)
+    except KeyboardInterrupt:
+        runner.say("interrupted; every process it started is stopped")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
