@@ -78,8 +78,8 @@ def test_scope_must_match_exactly(
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"exp": int(time.time()) - 60},
-        {"nbf": int(time.time()) + 120},
+        {"exp": -60},  # times are offsets from now, resolved when the test runs
+        {"nbf": 120},
         {"iss": "someone-else"},
         {"aud": "other-service"},
         {"aud": [SERVICE]},
@@ -93,7 +93,10 @@ def test_scope_must_match_exactly(
 def test_bad_claims_are_rejected(
     verifier: TokenVerifier, signer: Signer, overrides: dict[str, object]
 ) -> None:
-    claims = signer.claims("library/a", **overrides)
+    now = int(time.time())
+    resolved = {k: now + v if k in ("exp", "nbf") and isinstance(v, int) else v
+                for k, v in overrides.items()}
+    claims = signer.claims("library/a", **resolved)
     token = jwt.encode(
         {k: v for k, v in claims.items() if v is not None}, signer.key, "RS256",
         headers={"kid": signer.kid},
