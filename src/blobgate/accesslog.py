@@ -132,7 +132,11 @@ class AccessLogger(AbstractAccessLogger):
 
 
 def configure(level: str) -> None:
-    """Send all logs to stderr as JSON lines."""
+    """Send all logs to stderr as JSON lines (without the per-record thread and process
+    lookups the JSON lines never show)."""
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.setFormatter(JSONFormatter())
     root = logging.getLogger()
