@@ -81,10 +81,6 @@ class CloudFrontSigner:
         key_id = quote(self.key_pair_id, safe="")
         return f"{resource}?Expires={expires}&Signature={encoded}&Key-Pair-Id={key_id}"
 
-    def sign_for(self, path: str, ttl_s: float) -> str:
-        """A URL for ``path`` that expires ``ttl_s`` seconds from now."""
-        return self.sign(path, self._clock() + ttl_s)
-
 
 def load_private_key(path: Path) -> rsa.RSAPrivateKey:
     """Read an unencrypted PEM RSA private key (PKCS#1 or PKCS#8) from ``path``."""

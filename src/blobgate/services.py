@@ -47,10 +47,6 @@ class Services:
     api: UrlApi | None
     databases: dict[str, LazyPool]
 
-    def url_caches(self) -> list[URLCache]:
-        """Every cache of signed URLs."""
-        return [c for c in (self.blobs.urls, self.blobs.cdn_urls) if c is not None]
-
 
 def _membership(
     cfg: Config, upstream: Upstream, stats: Stats, stack: AsyncExitStack,

@@ -98,11 +98,6 @@ class Stack:
         return self.gateway.url
 
     @property
-    def gateway_port(self) -> int:
-        """blobgate's public port."""
-        return self.gateway.port
-
-    @property
     def metrics_url(self) -> str:
         """blobgate's private listener: ``/metrics``, ``/healthz``, ``/readyz``."""
         return self.gateway.metrics_url()
