@@ -21,7 +21,7 @@ from blobgate.devstack import s3 as devs3
 from blobgate.health import create_metrics_app
 from blobgate.reference import parse_digest, storage_key
 
-from support.gateway import BUCKET, GatewayFactory, Scrape
+from support.gateway import BUCKET, GatewayFactory, GatewayTestServer, Scrape
 from support.postgres import fresh_database
 from support.standin import StandIn
 from support.tokens import ISSUER, SERVICE, Signer
@@ -104,7 +104,7 @@ async def gateway(
         )
         cfg = replace(cfg, **parts)
         app = create_app(cfg, load_keys(cfg))
-        server = TestServer(app)
+        server = GatewayTestServer(app)
         await server.start_server(
             access_log_class=AccessLogger.bound(app),
             access_log=logging.getLogger("blobgate.access"),

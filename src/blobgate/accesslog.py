@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from blobgate.audit import AUDIT, AuditRecord
-from blobgate.metrics import STATS
+from blobgate.metrics import STATS, Stats
 from blobgate.redact import redact
 
 
@@ -70,14 +70,21 @@ class AccessLogger(AbstractAccessLogger):
 
     Use ``AccessLogger.bound(app)``: aiohttp calls the hook also for requests it refused
     before any handler ran (no route, so no ``request.app``), and those must be counted.
+    aiohttp makes one hook per connection, so per-connection facts are settled here once.
     """
 
     app: ClassVar[web.Application | None] = None
+    stats: ClassVar[Stats | None] = None
+
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self._lines = logger.isEnabledFor(logging.INFO)
+        self._audit = None if self.app is None else self.app.get(AUDIT)  # set at start-up
 
     @classmethod
     def bound(cls, app: web.Application) -> type[AccessLogger]:
         """A hook class that records into ``app``'s metrics and audit trail."""
-        return type("BoundAccessLogger", (cls,), {"app": app})
+        return type("BoundAccessLogger", (cls,), {"app": app, "stats": app[STATS]})
 
     @property
     def enabled(self) -> bool:
@@ -87,48 +94,47 @@ class AccessLogger(AbstractAccessLogger):
         info = request.get(INFO_KEY)
         if info is None:  # no handler ran: aiohttp itself refused the request
             info = RequestInfo(outcome="invalid" if response.status < 500 else "error")
-        if self.app is not None:
-            self._record(self.app, request, response, info, time_s)
-        if not self.logger.isEnabledFor(logging.INFO):
-            return
-        fields = {
-            "ts_start": round(time.time() - time_s, 3),
-            "method": request.method,
-            "path": redact(request.raw_path.partition("?")[0][:2000]),
-            "route": info.route,
-            "outcome": info.outcome,
-            "repository": info.repository,
-            "digest": info.digest,
-            "user": info.user,
-            "status": response.status,
-            "bytes": response.body_length,
-            "duration_ms": round(time_s * 1000, 3),
-            "client": request.remote,
-        }
-        self.logger.info("access", extra={"fields": fields})
+        if self.stats is not None:
+            self.stats.observe(info.route, request.method, info.outcome, time_s)
+        if info.route == "blob" and self._audit is not None and self._audit.enabled:
+            self._audit.submit(_audit_record(request, response, info))
+        if self._lines:
+            self.logger.info("access", extra={"fields": _access_fields(request, response, info,
+                                                                        time_s)})
 
-    @staticmethod
-    def _record(
-        app: web.Application,
-        request: web.BaseRequest,
-        response: web.StreamResponse,
-        info: RequestInfo,
-        time_s: float,
-    ) -> None:
-        """Metrics for every request; an audit record for every blob request."""
-        app[STATS].observe(info.route, request.method, info.outcome, time_s)
-        audit = app.get(AUDIT)
-        if info.route == "blob" and audit is not None:
-            audit.submit(AuditRecord(
-                at=datetime.now(UTC),
-                user_name=info.user or "",
-                repository=info.repository or "",
-                digest=info.digest or "",
-                method=request.method,
-                outcome=info.outcome,
-                status=response.status,
-                client=request.remote or "",
-            ))
+
+def _access_fields(
+    request: web.BaseRequest, response: web.StreamResponse, info: RequestInfo, time_s: float
+) -> dict[str, object]:
+    return {
+        "ts_start": round(time.time() - time_s, 3),
+        "method": request.method,
+        "path": redact(request.raw_path.partition("?")[0][:2000]),
+        "route": info.route,
+        "outcome": info.outcome,
+        "repository": info.repository,
+        "digest": info.digest,
+        "user": info.user,
+        "status": response.status,
+        "bytes": response.body_length,
+        "duration_ms": round(time_s * 1000, 3),
+        "client": request.remote,
+    }
+
+
+def _audit_record(
+    request: web.BaseRequest, response: web.StreamResponse, info: RequestInfo
+) -> AuditRecord:
+    return AuditRecord(
+        at=datetime.now(UTC),
+        user_name=info.user or "",
+        repository=info.repository or "",
+        digest=info.digest or "",
+        method=request.method,
+        outcome=info.outcome,
+        status=response.status,
+        client=request.remote or "",
+    )
 
 
 def configure(level: str) -> None:

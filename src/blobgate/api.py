@@ -71,7 +71,7 @@ class UrlApi:
     concurrency: int
     max_expires_s: int
 
-    async def one(self, request: web.Request, raw_digest: str) -> web.Response:
+    async def one(self, request: web.BaseRequest, raw_digest: str) -> web.Response:
         """``GET /api/v1/blobs/<digest>/url``."""
         query = request.query
         ref = parse_blob(query.get("repository", ""), raw_digest)
@@ -89,7 +89,7 @@ class UrlApi:
             raise BlobUnknown("blob unknown to repository", {"digest": raw_digest[:200]})
         return web.json_response(entry)
 
-    async def batch(self, request: web.Request) -> web.Response:
+    async def batch(self, request: web.BaseRequest) -> web.Response:
         """``POST /api/v1/blobs/urls``."""
         body = await self._json(request)
         repository = body.get("repository")
@@ -123,7 +123,7 @@ class UrlApi:
         """The longest URL life allowed now: the operator's cap, or the signer's own limit."""
         return min(self.max_expires_s, presigner.max_expires_s())
 
-    async def _json(self, request: web.Request) -> dict[str, Any]:
+    async def _json(self, request: web.BaseRequest) -> dict[str, Any]:
         try:
             body = json.loads(await request.read())
         except ValueError:
@@ -132,17 +132,17 @@ class UrlApi:
             raise InvalidParameter("the body must be a JSON object")
         return body
 
-    async def _authorize(self, request: web.Request, name: str) -> str:
+    async def _authorize(self, request: web.BaseRequest, name: str) -> str:
         """The client's Authorization value, if its token grants pull on ``name``."""
         info = info_of(request)
         info.route, info.repository = "api", name
         values = request.headers.getall("Authorization", [])
-        token = bearer_token(values)
-        grant = self.blobs.verifier.verify(token) if token is not None else None
+        grant = self.blobs.verifier.grant(values)
         if grant is None or not grant.can_pull(name):
-            error = "invalid_token" if token is not None and grant is None else None
             if grant is not None:
-                error = "insufficient_scope"
+                error: str | None = "insufficient_scope"
+            else:
+                error = "invalid_token" if bearer_token(values) is not None else None
             raise Unauthorized("authentication required", await self.challenge.header(
                 f"repository:{name}:pull", error))
         info.user = grant.subject
@@ -150,7 +150,7 @@ class UrlApi:
 
     async def _sign(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         ref: BlobRef,
         authorization: str,
         presigner: Presigner,

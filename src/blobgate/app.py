@@ -1,9 +1,12 @@
-"""The aiohttp application: one catch-all route, and the choice of path for each request.
+"""The gateway application: its one handler, the choice of path for each request, and
+how it is served.
 
 A regular expression on the raw path picks one of three paths: a blob GET/HEAD goes to
 ``BlobService``, ``/api/v1/`` to the URL API, anything else to the pass-through proxy
 (which may show an image manifest to the warmer, and whose successful ``DELETE``s
-invalidate what blobgate cached). Services are opened and closed with the app.
+invalidate what blobgate cached). The ``web.Application`` holds configuration, metrics
+and services (opened and closed with it); ``GatewayRunner`` serves its ``Dispatcher``
+with aiohttp's low-level server, since there is nothing for a router to choose.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -22,7 +26,7 @@ from blobgate.errors import BlobgateError, ConfigError, RegistryError
 from blobgate.keys import KeyBundleError, TrustedKeys
 from blobgate.metrics import STATS, Stats
 from blobgate.proxy import forward, request_target
-from blobgate.reference import BlobRef, match_blob_path, parse_blob
+from blobgate.reference import BlobRef, blob_path, parse_blob
 from blobgate.services import Services, open_services
 from blobgate.storage import presign_host
 from blobgate.warmup import MANIFEST_PATH
@@ -63,7 +67,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _api(request: web.Request, api: UrlApi, target: str) -> web.StreamResponse | None:
+async def _api(request: web.BaseRequest, api: UrlApi, target: str) -> web.StreamResponse | None:
     path = target.partition("?")[0]
     match = URL_PATH.fullmatch(path)
     if request.method == "GET" and match is not None:
@@ -75,13 +79,12 @@ async def _api(request: web.Request, api: UrlApi, target: str) -> web.StreamResp
 
 def _deleted(target: str) -> BlobRef | None:
     """The blob or manifest (by digest) a DELETE names, if any."""
-    path = target.partition("?")[0]
-    parts = match_blob_path(path)
-    if parts is None:
-        manifest = MANIFEST_PATH.fullmatch(path)
-        parts = None if manifest is None else (manifest[1], manifest[2])
     try:
-        return None if parts is None else parse_blob(*parts)
+        blob = blob_path(target)
+        if blob is not None:
+            return blob
+        manifest = MANIFEST_PATH.fullmatch(target.partition("?")[0])
+        return None if manifest is None else parse_blob(manifest[1], manifest[2])
     except BlobgateError:
         return None  # a tag, or nothing blobgate caches
 
@@ -96,43 +99,93 @@ def invalidate(services: Services, target: str) -> None:
         services.blobs.forget(each)
 
 
-async def dispatch(request: web.Request) -> web.StreamResponse:
-    """Route a request to its path, and render blobgate's own errors."""
-    app = request.app
-    stats = app[STATS]
-    stats.in_flight += 1
-    info = info_of(request)  # its presence tells the access hook a handler ran
+class Dispatcher:
+    """The gateway's one request handler: routes each request to its path and renders
+    blobgate's own errors. It reads its application's services, opened at start-up."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._stats = app[STATS]
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        stats = self._stats
+        stats.in_flight += 1
+        try:
+            services = self._app[SERVICES]
+            target = request_target(request)
+            if request.method in ("GET", "HEAD"):
+                blob = _blob_of(request, target)
+                if blob is not None:
+                    return await services.blobs.handle(request, blob)
+            info_of(request)  # every request a handler saw has one (the access hook checks)
+            return await _other(request, services, target)
+        except RegistryError as exc:
+            info_of(request).outcome = "invalid" if exc.status == 400 else "error"
+            return exc.response()
+        finally:
+            stats.in_flight -= 1
+
+
+def _blob_of(request: web.BaseRequest, target: str) -> BlobRef | None:
+    """The blob a GET/HEAD names, if any (a blob path with a bad part is a blob request)."""
     try:
-        services = app[SERVICES]
-        target = request_target(request)
-        if request.method in ("GET", "HEAD"):
-            blob = match_blob_path(target)
-            if blob is not None:
-                return await services.blobs.handle(request, *blob)
-        if services.api is not None and target.startswith("/api/v1/"):
-            answer = await _api(request, services.api, target)
-            if answer is not None:
-                return answer
-        warmer = services.warmer
-        observer = warmer.observer(request) if warmer is not None else None
-        response = await forward(request, services.upstream, observer)
-        if request.method == "DELETE" and 200 <= response.status < 300:
-            invalidate(services, target)
-        return response
-    except RegistryError as exc:
-        info.outcome = "invalid" if exc.status == 400 else "error"
-        return exc.response()
-    finally:
-        stats.in_flight -= 1
+        return blob_path(target)
+    except RegistryError:
+        info_of(request).route = "blob"
+        raise
+
+
+async def _other(request: web.BaseRequest, services: Services, target: str
+                 ) -> web.StreamResponse:
+    """The URL API, or the registry's own answer."""
+    if services.api is not None and target.startswith("/api/v1/"):
+        answer = await _api(request, services.api, target)
+        if answer is not None:
+            return answer
+    warmer = services.warmer
+    observer = warmer.observer(request) if warmer is not None else None
+    response = await forward(request, services.upstream, observer)
+    if request.method == "DELETE" and 200 <= response.status < 300:
+        invalidate(services, target)
+    return response
+
+
+class GatewayRunner(web.BaseRunner):
+    """Serves a gateway application with aiohttp's low-level server.
+
+    Requests go straight to the ``Dispatcher``: no router, no middleware chain, no match
+    info (which cost about 10 µs a request, a third of a bare aiohttp handler's time).
+    Start-up and clean-up run the application's signals as ``web.AppRunner`` does.
+    """
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.app = app
+
+    async def shutdown(self) -> None:
+        await self.app.shutdown()
+
+    async def _make_server(self) -> web.Server:
+        self.app.on_startup.freeze()
+        await self.app.startup()
+        self.app.freeze()
+        return web.Server(self.app[DISPATCHER], **self._kwargs)
+
+    async def _cleanup_server(self) -> None:
+        await self.app.cleanup()
+
+
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 
 
 def create_app(cfg: Config, keys: TrustedKeys) -> web.Application:
-    """The gateway application for ``cfg``, trusting token certificates ``keys``."""
+    """The gateway application for ``cfg``, trusting token certificates ``keys``; serve it
+    with ``GatewayRunner``."""
     check_presign_host(cfg)
     app = web.Application()
     app[CONFIG] = cfg
     app[KEYS] = keys
     app[STATS] = Stats()
+    app[DISPATCHER] = Dispatcher(app)
     app.cleanup_ctx.append(_services)
-    app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

@@ -69,6 +69,11 @@ CREATE TABLE IF NOT EXISTS {table} (
 class Audit(Protocol):
     """Where audit records go. ``submit`` never blocks."""
 
+    @property
+    def enabled(self) -> bool:
+        """False when records would go nowhere (the request path then builds none)."""
+        ...
+
     def submit(self, record: AuditRecord) -> None:
         """Record one access (or count it as dropped)."""
         ...
@@ -83,11 +88,14 @@ class LogAudit:
     def __init__(self, stats: Stats) -> None:
         self._stats = stats
 
+    @property
+    def enabled(self) -> bool:
+        return audit_log.isEnabledFor(logging.INFO)
+
     def submit(self, record: AuditRecord) -> None:
-        if audit_log.isEnabledFor(logging.INFO):
-            entry: dict[str, Any] = dict(zip(COLUMNS, record.row(), strict=True))
-            entry["at"] = record.at.isoformat()
-            audit_log.info("audit", extra={"fields": entry})
+        entry: dict[str, Any] = dict(zip(COLUMNS, record.row(), strict=True))
+        entry["at"] = record.at.isoformat()
+        audit_log.info("audit", extra={"fields": entry})
         self._stats.audit["written"] += 1
 
 
@@ -102,6 +110,7 @@ class PostgresAudit:
         self._pool = LazyPool(cfg.dsn or "", max_size=2, init_sql=_DDL.format(table=cfg.table))
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self.enabled = True
 
     def submit(self, record: AuditRecord) -> None:
         if len(self._queue) >= self._cfg.queue_size:

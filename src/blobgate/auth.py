@@ -138,19 +138,32 @@ class TokenVerifier:
         self._keys = keys
         self.cache.clear()
 
+    def grant(self, authorization: list[str]) -> Grant | None:
+        """The grant of the request's Bearer token, else ``None``.
+
+        ``authorization`` holds the request's ``Authorization`` values; grants are cached
+        by the header value itself, so a repeat request costs one lookup, no parsing.
+        """
+        if len(authorization) != 1:
+            return None
+        grant = self.cache.get(authorization[0])
+        if grant is None:
+            token = bearer_token(authorization)
+            grant = self.verify(token) if token is not None else None
+            if grant is not None:
+                self.cache.put(authorization[0], grant)
+        return grant
+
     def verify(self, token: str) -> Grant | None:
-        """The grant of a valid token, else ``None`` (the reason is logged at debug level)."""
-        grant = self.cache.get(token)
-        if grant is not None:
-            return grant
+        """The grant of a valid token, else ``None`` (the reason is logged at debug level).
+
+        Not cached: ``grant`` is the request path's entry.
+        """
         try:
-            grant = self._decode(token)
+            return self._decode(token)
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             log.debug("token rejected: %s", type(exc).__name__)
             return None
-        if grant is not None:
-            self.cache.put(token, grant)
-        return grant
 
     def _decode(self, token: str) -> Grant | None:
         header = jwt.get_unverified_header(token)

@@ -16,15 +16,15 @@ from typing import Any
 
 from aiohttp import web
 
-from blobgate.accesslog import info_of
-from blobgate.auth import TokenVerifier, bearer_token
+from blobgate.accesslog import INFO_KEY, RequestInfo
+from blobgate.auth import TokenVerifier
 from blobgate.cache import URLCache
 from blobgate.errors import RegistryError, StorageError
 from blobgate.expiring import ExpiringCache
 from blobgate.membership import CachedMembership, Member
 from blobgate.metrics import Stats
-from blobgate.proxy import client_origin, forward
-from blobgate.reference import BlobRef, parse_blob
+from blobgate.proxy import forward
+from blobgate.reference import BlobRef
 from blobgate.routing import Network, RoutingPolicy, client_address, in_networks
 from blobgate.signing import Presigner
 from blobgate.stream import API_VERSION, BlobSource, RangeNotSatisfiable, parse_range, serve
@@ -56,27 +56,22 @@ class BlobService:
     _logged_causes: set[str] = field(default_factory=set)
     _host_verdicts: dict[str, bool] = field(default_factory=dict)
 
-    async def handle(
-        self, request: web.Request, raw_name: str, raw_digest: str
-    ) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest, ref: BlobRef) -> web.StreamResponse:
         """Answer a blob GET or HEAD."""
-        info = info_of(request)
-        info.route = "blob"
-        ref = parse_blob(raw_name, raw_digest)  # raw_digest is canonical once this passes
-        info.repository, info.digest = ref.name, raw_digest
+        info = RequestInfo("blob", "passthrough", ref.name, ref.digest)
+        request[INFO_KEY] = info
         authorization = request.headers.getall("Authorization", [])
-        token = bearer_token(authorization)
-        grant = self.verifier.verify(token) if token is not None else None
-        if grant is None or not grant.can_pull(ref.name):
-            return await self._pass(request, "denied")
+        grant = self.verifier.grant(authorization)
+        if grant is None or ref.name not in grant.pullable:
+            return await self._pass(request, info, "denied")
         info.user = grant.subject
         member = await self.membership.check(ref, authorization[0])
         if member is None:
-            return await self._pass(request, "not_found")
+            return await self._pass(request, info, "not_found")
         if request.method == "HEAD":
-            return await self._head(request, ref, member, authorization[0])
-        urls = self._urls_for(request)
-        if urls is not None and self._redirect_wanted(request, ref):
+            return await self._head(request, info, ref, member, authorization[0])
+        urls = self._redirect_urls(request, ref)
+        if urls is not None:
             try:
                 signed = await urls.url_for(ref.digest)
             except StorageError as exc:
@@ -86,34 +81,36 @@ class BlobService:
                 self._count_offload(ref, member, authorization[0])
                 return web.Response(status=307, headers={
                     "Location": signed.url,
-                    "Docker-Content-Digest": raw_digest,
+                    "Docker-Content-Digest": ref.digest,
                     "Docker-Distribution-Api-Version": "registry/2.0",
                 })
-        return await self._stream(request, ref, member, authorization[0])
+        return await self._stream(request, info, ref, member, authorization[0])
 
-    def _urls_for(self, request: web.Request) -> URLCache | None:
+    def _urls_for(self, request: web.BaseRequest) -> URLCache | None:
         """CloudFront URLs, unless the client is in a bypass network; else S3 URLs."""
         if self.cdn_urls is None:
             return self.urls
         address = client_address(request, self.policy.trusted)
         return self.urls if in_networks(address, self.cdn_bypass) else self.cdn_urls
 
-    def presigner_for(self, request: web.Request, custom: bool) -> Presigner:
+    def presigner_for(self, request: web.BaseRequest, custom: bool) -> Presigner:
         """The signer the URL API uses for this client (S3 when response headers are set)."""
         urls = self.urls if custom else self._urls_for(request)
         assert urls is not None, "the URL API needs a backend that presigns"
         return urls.presigner
 
-    def _redirect_wanted(self, request: web.Request, ref: BlobRef) -> bool:
-        if self.policy.decide(request, ref.name) != "redirect":
-            return False
+    def _redirect_urls(self, request: web.BaseRequest, ref: BlobRef) -> URLCache | None:
+        """The URLs to redirect this GET to, or ``None`` when it is to be streamed."""
+        if self.urls is None or self.policy.decide(request, ref.name) != "redirect":
+            return None
         if self._shares_gateway_host(request):
             self.stats.fallbacks["gateway_host"] += 1
-            return False
-        return True
+            return None
+        return self.urls if self.cdn_urls is None else self._urls_for(request)
 
     async def _stream(
-        self, request: web.Request, ref: BlobRef, member: Member, authorization: str
+        self, request: web.BaseRequest, info: RequestInfo, ref: BlobRef, member: Member,
+        authorization: str,
     ) -> web.StreamResponse:
         try:
             size = member.size if member.size is not None else await self.learn_size(
@@ -121,21 +118,23 @@ class BlobService:
             )
             span = parse_range(request.headers.get("Range"), size)
         except RangeNotSatisfiable:
-            info_of(request).outcome = "stream"
+            info.outcome = "stream"
             return range_not_satisfiable(ref, size)
         except (StorageError, RegistryError) as exc:
             self._fell_back("size_unknown", exc)
-            return await self._pass(request, "passthrough")
-        info_of(request).outcome = "stream"
+            return await self._pass(request, info, "passthrough")
+        info.outcome = "stream"
         try:
             return await serve(request, ref, span, self.source, authorization, self.stats)
         except (StorageError, RegistryError) as exc:  # before the first byte was sent
             self._fell_back("stream_failed", exc)
-            return await self._pass(request, "passthrough")
+            return await self._pass(request, info, "passthrough")
 
-    async def _pass(self, request: web.Request, outcome: str) -> web.StreamResponse:
+    async def _pass(
+        self, request: web.BaseRequest, info: RequestInfo, outcome: str
+    ) -> web.StreamResponse:
         """Let the registry answer."""
-        info_of(request).outcome = outcome
+        info.outcome = outcome
         return await forward(request, self.upstream)
 
     def _fell_back(self, reason: str, exc: Exception) -> None:
@@ -149,7 +148,8 @@ class BlobService:
             log.warning("falling back (%s): %s", reason, exc)
 
     async def _head(
-        self, request: web.Request, ref: BlobRef, member: Member, authorization: str
+        self, request: web.BaseRequest, info: RequestInfo, ref: BlobRef, member: Member,
+        authorization: str,
     ) -> web.StreamResponse:
         size = member.size
         if size is None:
@@ -157,12 +157,12 @@ class BlobService:
                 size = await self.learn_size(ref, authorization)
             except (StorageError, RegistryError) as exc:
                 self._fell_back("size_unknown", exc)
-                return await self._pass(request, "passthrough")
-        info_of(request).outcome = "local"
+                return await self._pass(request, info, "passthrough")
+        info.outcome = "local"
         response = web.StreamResponse(
             status=200,
             headers={
-                "Docker-Content-Digest": str(ref.digest),
+                "Docker-Content-Digest": ref.digest,
                 "Content-Type": "application/octet-stream",
                 "Accept-Ranges": "bytes",
                 **API_VERSION,
@@ -215,7 +215,7 @@ class BlobService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _shares_gateway_host(self, request: web.Request) -> bool:
+    def _shares_gateway_host(self, request: web.BaseRequest) -> bool:
         """True when the client's host is the presign host or a parent domain of it.
 
         Go clients then forward ``Authorization`` on the redirect and S3 rejects the
@@ -223,10 +223,10 @@ class BlobService:
         """
         if self.allow_gateway_host:
             return False
-        client_host = client_origin(request)[1]
+        client_host = request.headers.get("X-Forwarded-Host") or request.host
         verdict = self._host_verdicts.get(client_host)
         if verdict is None:
-            host = client_host.rsplit(":", 1)[0].lower()
+            host = client_host.split(",")[0].strip().rsplit(":", 1)[0].lower()
             verdict = self.presign_host == host or self.presign_host.endswith("." + host)
             if len(self._host_verdicts) < 1024:  # clients choose Host: keep this bounded
                 self._host_verdicts[client_host] = verdict

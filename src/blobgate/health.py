@@ -26,7 +26,7 @@ from blobgate.reference import Digest
 GATEWAY = web.AppKey("gateway", web.Application)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 READY_TIMEOUT_S = 2.0
-PROBE_DIGEST = Digest("sha256", "0" * 64)
+PROBE_DIGEST = Digest("sha256:" + "0" * 64)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -116,7 +116,7 @@ class BodyObserver(Protocol):
 
 
 async def forward(
-    request: web.Request, upstream: Upstream, observer: BodyObserver | None = None
+    request: web.BaseRequest, upstream: Upstream, observer: BodyObserver | None = None
 ) -> web.StreamResponse:
     """Relay ``request`` upstream and stream the answer back (a copy to ``observer``)."""
     body = request.content if request.body_exists else None

@@ -8,7 +8,7 @@ so ``%2F`` or ``..`` can never smuggle a different repository or storage key thr
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from blobgate.errors import DigestInvalid, NameInvalid
 
@@ -19,21 +19,34 @@ _NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
 _DIGEST = re.compile(r"(sha256|sha384|sha512):([a-f0-9]+)")
 _BLOB_PATH = re.compile(r"/v2/(.+)/blobs/([^/]+)")
+# The whole grammar in one expression: a valid blob path costs one match (query ignored).
+_VALID_BLOB_PATH = re.compile(
+    rf"/v2/({_COMPONENT}(?:/{_COMPONENT})*)/blobs/((sha256|sha384|sha512):([a-f0-9]+))(?:\?.*)?",
+    re.DOTALL,
+)
 
 
-@dataclass(frozen=True, slots=True)
-class Digest:
-    """A content digest such as ``sha256:<64 hex>``."""
+class Digest(str):
+    """A content digest such as ``sha256:<64 hex>``, in its canonical text form.
 
-    algorithm: str
-    hex: str
+    A ``str`` (so it hashes, compares and formats as its text), made by ``parse_digest``
+    or ``blob_path`` once the text is known to be valid.
+    """
 
-    def __str__(self) -> str:
-        return f"{self.algorithm}:{self.hex}"
+    __slots__ = ()
+
+    @property
+    def algorithm(self) -> str:
+        """``sha256``, ``sha384`` or ``sha512``."""
+        return self.partition(":")[0]
+
+    @property
+    def hex(self) -> str:
+        """The hex-encoded hash."""
+        return self.partition(":")[2]
 
 
-@dataclass(frozen=True, slots=True)
-class BlobRef:
+class BlobRef(NamedTuple):
     """A blob as addressed by a client: repository name plus digest."""
 
     name: str
@@ -54,21 +67,26 @@ def parse_digest(text: str) -> Digest:
     match = _DIGEST.fullmatch(text)
     if match is None or len(match[2]) != _HEX_LENGTH[match[1]]:
         raise DigestInvalid("invalid digest", {"digest": text[:200]})
-    return Digest(match[1], match[2])
-
-
-def match_blob_path(raw_path: str) -> tuple[str, str] | None:
-    """Split ``/v2/<name>/blobs/<digest>`` (query ignored) into raw name and digest text.
-
-    Returns ``None`` for any other path; validation is left to ``parse_blob``.
-    """
-    match = _BLOB_PATH.fullmatch(raw_path.partition("?")[0])
-    return None if match is None else (match[1], match[2])
+    return Digest(text)
 
 
 def parse_blob(raw_name: str, raw_digest: str) -> BlobRef:
     """Validate both parts of a blob path."""
     return BlobRef(parse_name(raw_name), parse_digest(raw_digest))
+
+
+def blob_path(target: str) -> BlobRef | None:
+    """The blob a raw request target ``/v2/<name>/blobs/<digest>[?query]`` names.
+
+    ``None`` for any other path; ``NameInvalid`` or ``DigestInvalid`` for a blob path with
+    a bad part. Works on the raw target: ``%2F`` is never decoded into a separator.
+    """
+    match = _VALID_BLOB_PATH.fullmatch(target)
+    if (match is not None and len(match[1]) <= MAX_NAME_LENGTH
+            and len(match[4]) == _HEX_LENGTH[match[3]]):
+        return BlobRef(match[1], Digest(match[2]))
+    loose = _BLOB_PATH.fullmatch(target.partition("?")[0])
+    return None if loose is None else parse_blob(loose[1], loose[2])
 
 
 def storage_key(rootdirectory: str, digest: Digest) -> str:

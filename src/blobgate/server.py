@@ -19,7 +19,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from blobgate.accesslog import AccessLogger
-from blobgate.app import create_app
+from blobgate.app import GatewayRunner, create_app
 from blobgate.config import Config, ServerTLSConfig
 from blobgate.health import create_metrics_app
 from blobgate.keys import TrustedKeys
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 async def _start(
-    runner: web.AppRunner,
+    runner: web.BaseRunner,
     host: str,
     port: int,
     tls: ServedCertificate | None,
@@ -63,7 +63,7 @@ async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
     if not cfg.log.access_log:
         access.setLevel(logging.WARNING)
     gateway = create_app(cfg, keys)
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         gateway,
         access_log=access,
         access_log_class=AccessLogger.bound(gateway),
@@ -74,7 +74,7 @@ async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
         # have not arrived by then (slowloris).
         keepalive_timeout=cfg.server.keepalive_timeout_s,
     )
-    runners = [runner]
+    runners: list[web.BaseRunner] = [runner]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

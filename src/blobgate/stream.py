@@ -107,7 +107,7 @@ def not_satisfiable(ref: BlobRef, size: int) -> web.Response:
 
 
 async def serve(
-    request: web.Request,
+    request: web.BaseRequest,
     ref: BlobRef,
     span: Span,
     source: BlobSource,

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from blobgate.auth import bearer_token
 from blobgate.blobs import BlobService
 from blobgate.errors import BlobgateError
 from blobgate.expiring import ExpiringCache
@@ -87,13 +86,12 @@ class ManifestWarmer:
     _learnt: ExpiringCache[BlobRef, tuple[BlobRef, ...]] = field(
         default_factory=lambda: ExpiringCache(10_000, lambda _refs: float("inf")))
 
-    def observer(self, request: web.Request) -> ManifestObserver | None:
+    def observer(self, request: web.BaseRequest) -> ManifestObserver | None:
         """An observer for a manifest GET by a client allowed to pull its repository."""
         match = MANIFEST_PATH.fullmatch(request_target(request).partition("?")[0])
         if request.method != "GET" or match is None:
             return None
-        token = bearer_token(request.headers.getall("Authorization", []))
-        grant = self.blobs.verifier.verify(token) if token is not None else None
+        grant = self.blobs.verifier.grant(request.headers.getall("Authorization", []))
         if grant is None or not grant.can_pull(match[1]):
             return None
         return ManifestObserver(self, match[1])

@@ -23,8 +23,10 @@ from blobgate.auth import MAX_TOKEN_LENGTH, Grant, bearer_token, pullable_reposi
 from blobgate.errors import DigestInvalid, NameInvalid
 from blobgate.reference import (
     MAX_NAME_LENGTH,
+    BlobRef,
     Digest,
-    match_blob_path,
+    blob_path,
+    parse_blob,
     parse_digest,
     parse_name,
     storage_key,
@@ -282,20 +284,28 @@ def test_every_supported_digest_is_accepted(text: str) -> None:
     st.builds(lambda n, d, q: f"/v2/{n}/blobs/{d}{q}", st.one_of(VALID_NAMES, HOSTILE_TEXT),
               DIGEST_LIKE, st.sampled_from(["", "?", "?a=b", "?x=/blobs/sha256:1"])),
 ))
-def test_match_blob_path_splits_without_inventing(path: str) -> None:
-    parts = match_blob_path(path)
-    if parts is None:
-        return
-    name, digest = parts
-    assert f"/v2/{name}/blobs/{digest}" == path.partition("?")[0]
-    assert "/" not in digest
-    assert name
+def test_blob_path_agrees_with_split_then_validate(path: str) -> None:
+    """The one-expression fast path answers exactly as splitting the path and validating
+    each part would: the same blob, the same error, or not a blob path."""
+    split = re.fullmatch(r"/v2/(.+)/blobs/([^/]+)", path.partition("?")[0])
+    expected: BlobRef | type[Exception] | None
+    try:
+        expected = None if split is None else parse_blob(split[1], split[2])
+    except (NameInvalid, DigestInvalid) as exc:
+        expected = type(exc)
+    try:
+        got: BlobRef | type[Exception] | None = blob_path(path)
+    except (NameInvalid, DigestInvalid) as exc:
+        got = type(exc)
+    assert got == expected
+    if isinstance(got, BlobRef):
+        assert f"/v2/{got.name}/blobs/{got.digest}" == path.partition("?")[0]
 
 
 @PROPERTIES
 @given(VALID_NAMES, VALID_DIGESTS, st.sampled_from(["", "?ns=docker.io", "?a=/v2/x/blobs/y"]))
-def test_match_blob_path_round_trips_valid_paths(name: str, digest: str, query: str) -> None:
-    assert match_blob_path(f"/v2/{name}/blobs/{digest}{query}") == (name, digest)
+def test_blob_path_round_trips_valid_paths(name: str, digest: str, query: str) -> None:
+    assert blob_path(f"/v2/{name}/blobs/{digest}{query}") == BlobRef(name, Digest(digest))
 
 
 ROOTS = st.one_of(
@@ -330,7 +340,7 @@ def test_storage_key_stays_inside_the_blob_tree(root: str, text: str) -> None:
 def test_storage_key_never_escapes_below_the_root_for_any_digest_object(hex_: str) -> None:
     """Even a hand-built ``Digest`` only contributes below ``blobs/``; this pins today's
     behaviour that the key is pure string formatting (parse_digest is the only gate)."""
-    key = storage_key("root", Digest("sha256", hex_))
+    key = storage_key("root", Digest("sha256:" + hex_))
     assert key.startswith("root/docker/registry/v2/blobs/sha256/")
 
 

@@ -1,11 +1,15 @@
-"""Names shared between the fixtures in tests/conftest.py and the tests that use them."""
+"""Names shared between the fixtures in tests/conftest.py and the tests that use them, and
+the test server that runs a gateway the way ``blobgate serve`` does."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import BaseTestServer, TestClient
+
+from blobgate.app import GatewayRunner
 
 BUCKET = "registry"
 
@@ -14,3 +18,15 @@ GatewayFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 Scrape = Callable[[TestClient[Any, Any]], Awaitable[dict[str, float]]]
 """``await scrape(gateway)``: its /metrics as ``{'name{label="v"}': value}``."""
+
+
+class GatewayTestServer(BaseTestServer):
+    """``aiohttp.test_utils.TestServer`` for a gateway application: served by
+    ``GatewayRunner``, as in production."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.app = app
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        return GatewayRunner(self.app, **kwargs)

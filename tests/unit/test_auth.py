@@ -183,22 +183,23 @@ def test_untrusted_or_broken_x5c_chains_are_rejected(signer: Signer) -> None:
 def test_rotated_certificate_invalidates_cached_tokens(
     verifier: TokenVerifier, signer: Signer
 ) -> None:
-    token = signer.token("library/a")
-    assert grants(verifier, token)
+    header = [f"Bearer {signer.token('library/a')}"]
+    assert verifier.grant(header) is not None
     verifier.replace_keys(TrustedKeys.from_pem(pem(Signer(name="new").cert)))
-    assert verifier.verify(token) is None
+    assert verifier.grant(header) is None
 
 
 def test_verified_tokens_are_cached_until_expiry(signer: Signer) -> None:
     now = [time.time()]
     verifier = TokenVerifier(CFG, TrustedKeys.from_pem(pem(signer.cert)), clock=lambda: now[0])
-    token = signer.token("library/a", exp=int(now[0]) + 100)
-    first = verifier.verify(token)
+    header = [f"Bearer {signer.token('library/a', exp=int(now[0]) + 100)}"]
+    first = verifier.grant(header)
     assert first is not None
-    assert verifier.verify(token) is first
+    assert verifier.grant(header) is first
+    assert verifier.grant(header * 2) is None  # two Authorization values: no grant
     now[0] += 101
     # Past its exp the cached grant is gone: the token is verified afresh (a new grant).
-    assert verifier.verify(token) is not first
+    assert verifier.grant(header) is not first
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,9 @@ import pytest
 
 from blobgate.errors import DigestInvalid, NameInvalid
 from blobgate.reference import (
+    BlobRef,
     Digest,
-    match_blob_path,
+    blob_path,
     parse_blob,
     parse_digest,
     parse_name,
@@ -33,7 +34,7 @@ def test_invalid_names(name: str) -> None:
 
 
 def test_digests_of_each_algorithm() -> None:
-    assert parse_digest(f"sha256:{HEX}") == Digest("sha256", HEX)
+    assert parse_digest(f"sha256:{HEX}") == Digest("sha256:" + HEX)
     assert parse_digest("sha384:" + "b" * 96).algorithm == "sha384"
     assert str(parse_digest("sha512:" + "c" * 128)) == "sha512:" + "c" * 128
 
@@ -49,13 +50,26 @@ def test_invalid_digests(text: str) -> None:
 
 
 def test_blob_path_matching_uses_the_raw_path() -> None:
-    assert match_blob_path(f"/v2/a/b/blobs/sha256:{HEX}") == ("a/b", f"sha256:{HEX}")
-    assert match_blob_path(f"/v2/a/blobs/sha256:{HEX}?x=1") == ("a", f"sha256:{HEX}")
-    assert match_blob_path("/v2/a%2Fb/blobs/x") == ("a%2Fb", "x")
-    assert match_blob_path("/v2/a/blobs/uploads/") is None
-    assert match_blob_path("/v2/a/blobs/uploads/123") is None
-    assert match_blob_path("/v2/a/manifests/latest") is None
-    assert match_blob_path("/v2/") is None
+    assert blob_path(f"/v2/a/b/blobs/sha256:{HEX}") == BlobRef("a/b", Digest(f"sha256:{HEX}"))
+    assert blob_path(f"/v2/a/blobs/sha256:{HEX}?x=1") == BlobRef("a", Digest(f"sha256:{HEX}"))
+    sha384 = "sha384:" + "b" * 96
+    assert blob_path(f"/v2/a/blobs/b/blobs/{sha384}") == ("a/blobs/b", sha384)
+    assert blob_path("/v2/a/blobs/uploads/") is None
+    assert blob_path("/v2/a/blobs/uploads/123") is None
+    assert blob_path("/v2/a/manifests/latest") is None
+    assert blob_path("/v2/") is None
+
+
+@pytest.mark.parametrize(
+    ("target", "error"),
+    [("/v2/a%2Fb/blobs/sha256:" + HEX, NameInvalid), ("/v2/A/blobs/sha256:" + HEX, NameInvalid),
+     (f"/v2/{'x' * 256}/blobs/sha256:{HEX}", NameInvalid), ("/v2/a/blobs/x", DigestInvalid),
+     (f"/v2/a/blobs/sha256:{HEX}0", DigestInvalid), (f"/v2/a/blobs/sha512:{HEX}", DigestInvalid),
+     (f"/v2/a/blobs/sha256:{HEX.upper()}?q", DigestInvalid)],
+)
+def test_blob_paths_with_bad_parts_are_errors(target: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        blob_path(target)
 
 
 def test_percent_encoded_name_is_rejected_not_decoded() -> None:
@@ -67,5 +81,5 @@ def test_percent_encoded_name_is_rejected_not_decoded() -> None:
     ("root", "prefix"), [("", ""), ("/", ""), ("/registry", "registry/"), ("a/b/", "a/b/")]
 )
 def test_storage_key_follows_distribution_layout(root: str, prefix: str) -> None:
-    key = storage_key(root, Digest("sha256", HEX))
+    key = storage_key(root, Digest("sha256:" + HEX))
     assert key == f"{prefix}docker/registry/v2/blobs/sha256/aa/{HEX}/data"

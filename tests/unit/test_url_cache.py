@@ -14,7 +14,7 @@ from blobgate.config import S3Config
 from blobgate.reference import Digest
 from blobgate.storage import SignedURL, open_s3, presign_host
 
-DIGEST = Digest("sha256", "a" * 64)
+DIGEST = Digest("sha256:" + "a" * 64)
 
 
 class CountingPresigner:
