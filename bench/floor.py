@@ -2,17 +2,19 @@
 
 ``redirect``: answers every request with a constant 307 carrying the headers blobgate
 sends for a redirect. ``relay``: streams every GET from an origin, passing each piece on
-as it arrives (``iter_any``). Both use blobgate's catch-all route, event loop (uvloop)
-and aiohttp server defaults, so the gap to blobgate is the cost of blobgate's own work.
-Run as ``python -m bench.floor --port P redirect --location URL --digest D`` or
-``python -m bench.floor --port P relay --origin URL``.
+as it arrives (``iter_any``). Both are a ``web.Application`` with one catch-all route on
+aiohttp's server defaults and uvloop, so the gap to blobgate is the cost of blobgate's own
+work. ``--loop asyncio`` runs them on asyncio's own loop; ``--low-level`` serves the
+handler with aiohttp's low-level ``web.Server`` (no router), as blobgate does.
+Run as ``python -m bench.floor --port P [--loop L] [--low-level] redirect --location URL
+--digest D`` or ``python -m bench.floor --port P relay --origin URL``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import uvloop
@@ -21,19 +23,28 @@ from aiohttp import web
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 
-def redirect_app(location: str, digest: str) -> web.Application:
-    """An app that always redirects to ``location``."""
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+BACKLOG = 2048  # blobgate's default server.backlog
+
+
+def redirect_handler(location: str, digest: str) -> Handler:
+    """A handler that always redirects to ``location``."""
     headers = {
         "Location": location,
         "Docker-Content-Digest": digest,
         "Docker-Distribution-Api-Version": "registry/2.0",
     }
 
-    async def redirect(request: web.Request) -> web.Response:
+    async def redirect(request: web.BaseRequest) -> web.Response:
         return web.Response(status=307, headers=headers)
 
+    return redirect
+
+
+def app_of(handler: Handler) -> web.Application:
+    """``handler`` as the catch-all route of an application."""
     app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", redirect)
+    app.router.add_route("*", "/{tail:.*}", handler)
     return app
 
 
@@ -61,10 +72,18 @@ def relay_app(origin: str) -> web.Application:
     return app
 
 
-async def _serve(app: web.Application, port: int) -> None:
-    runner = web.AppRunner(app, access_log=None)
+async def _serve(args: argparse.Namespace) -> None:
+    runner: web.BaseRunner
+    if args.kind == "relay":
+        runner = web.AppRunner(relay_app(args.origin), access_log=None)
+    elif args.low_level:
+        runner = web.ServerRunner(web.Server(redirect_handler(args.location, args.digest),
+                                             access_log=None))
+    else:
+        runner = web.AppRunner(app_of(redirect_handler(args.location, args.digest)),
+                               access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", args.port, backlog=BACKLOG).start()
     await asyncio.Event().wait()
 
 
@@ -72,16 +91,17 @@ def main() -> None:
     """Serve on 127.0.0.1 until terminated."""
     parser = argparse.ArgumentParser(description="bare-aiohttp floors")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--low-level", action="store_true", help="redirect only: web.Server")
     kinds = parser.add_subparsers(dest="kind", required=True)
     redirect = kinds.add_parser("redirect")
     redirect.add_argument("--location", required=True)
     redirect.add_argument("--digest", required=True)
     kinds.add_parser("relay").add_argument("--origin", required=True)
     args = parser.parse_args()
-    app = (redirect_app(args.location, args.digest) if args.kind == "redirect"
-           else relay_app(args.origin))
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(app, args.port))
+    loop = uvloop.new_event_loop if args.loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=loop) as running:
+        running.run(_serve(args))
 
 
 if __name__ == "__main__":

@@ -105,12 +105,12 @@ class World:
             yield registry
 
     @contextlib.contextmanager
-    def floor(self, *kind: str) -> Iterator[str]:
-        """A bare-aiohttp floor (``bench.floor`` with arguments ``kind``) on the server core;
-        yields its base URL."""
+    def floor(self, name: str, *args: str) -> Iterator[str]:
+        """A bare-aiohttp floor (``bench.floor`` with arguments ``args``) on the server core,
+        logging to ``floor-<name>.log``; yields its base URL."""
         port = free_port()
-        argv = [sys.executable, "-m", "bench.floor", "--port", str(port), *kind]
-        process = Process(pinned(argv, SERVER_CPU), self.workdir / f"floor-{kind[0]}.log",
+        argv = [sys.executable, "-m", "bench.floor", "--port", str(port), *args]
+        process = Process(pinned(argv, SERVER_CPU), self.workdir / f"floor-{name}.log",
                           cwd=Path(__file__).parent.parent)
         try:
             url = f"http://127.0.0.1:{port}"

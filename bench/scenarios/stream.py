@@ -64,7 +64,7 @@ def run(world: World) -> Result:
         overrides = {**STREAMING, "upstream": {"url": origin.url}}
         gateway = running.enter_context(
             Gateway(world.stack, world.workdir, "stream", overrides, cpus=SERVER_CPU))
-        relay = running.enter_context(world.floor("relay", "--origin", origin.url))
+        relay = running.enter_context(world.floor("relay", "relay", "--origin", origin.url))
         urls = {"blobgate": gateway.url, "nginx proxy_pass": proxy.url,
                 "aiohttp relay floor": relay, "origin alone": origin.url}
         for url in urls.values():  # token and membership cached, connections made

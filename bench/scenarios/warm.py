@@ -3,7 +3,9 @@
 At each connection count blobgate (one worker), the registry's own redirect and the
 bare-aiohttp floor answer the same rotating (token, blob) pairs after a warm-up, in
 interleaved rounds (the median is kept), each pinned to the server core with wrk on the
-client core. During blobgate's measured runs the bench also counts S3 requests (moto's
+client core. blobgate and the floor run on uvloop and, as a second pair, on asyncio's own
+loop; at 64 connections also the floor on aiohttp's low-level server and blobgate with
+its default logging. During blobgate's measured runs the bench also counts S3 requests (moto's
 log), upstream requests and cache misses (blobgate's /metrics), and samples its RSS.
 """
 
@@ -25,7 +27,11 @@ from bench.wrk import Load, describe_errors, spread
 
 WARM_CONNECTIONS = 64
 LOGGED = "blobgate, info logs"  # log defaults: access and audit lines; only at 64 conns
-TARGETS = ("blobgate", "registry", "floor", LOGGED)
+LOW_LEVEL = "floor, low-level server"  # web.Server, as blobgate serves; only at 64 conns
+ASYNCIO = "blobgate, asyncio loop"
+ASYNCIO_FLOOR = "floor, asyncio loop"
+TARGETS = ("blobgate", "registry", "floor", LOW_LEVEL, ASYNCIO, ASYNCIO_FLOOR, LOGGED)
+ONLY_AT_64 = (LOW_LEVEL, LOGGED)
 BLOBGATE_COUNTERS: dict[str, tuple[str, dict[str, str]]] = {
     "cache misses": ("blobgate_cache_requests_total", {"result": "miss"}),
     "upstream requests": ("blobgate_upstream_responses_total", {}),
@@ -88,14 +94,23 @@ def run(world: World) -> Result:
         books.memory["idle after start"] = rss_mib(gateway.pid)
         registry = running.enter_context(world.redirecting_registry())
         location, digest = sample_redirect(gateway.url, world.pairs("warm-sample"))
-        floor = running.enter_context(
-            world.floor("redirect", "--location", location, "--digest", digest))
-        logged = running.enter_context(Gateway(world.stack, world.workdir, "warm-logged", {
-            "log": {"level": "info", "access_log": True}}, cpus=SERVER_CPU))
+        redirect = ("redirect", "--location", location, "--digest", digest)
+        every = {
+            "blobgate": gateway.url,
+            "registry": registry.url,
+            "floor": running.enter_context(world.floor("redirect", *redirect)),
+            LOW_LEVEL: running.enter_context(
+                world.floor("redirect-low-level", "--low-level", *redirect)),
+            ASYNCIO: running.enter_context(Gateway(world.stack, world.workdir, "warm-asyncio", {
+                "server": {"event_loop": "asyncio"}}, cpus=SERVER_CPU)).url,
+            ASYNCIO_FLOOR: running.enter_context(
+                world.floor("redirect-asyncio", "--loop", "asyncio", *redirect)),
+            LOGGED: running.enter_context(Gateway(world.stack, world.workdir, "warm-logged", {
+                "log": {"level": "info", "access_log": True}}, cpus=SERVER_CPU)).url,
+        }
         for level in mode.levels:
-            urls = {"blobgate": gateway.url, "registry": registry.url, "floor": floor}
-            if level == WARM_CONNECTIONS:
-                urls[LOGGED] = logged.url
+            urls = {target: url for target, url in every.items()
+                    if level == WARM_CONNECTIONS or target not in ONLY_AT_64}
             pairs = world.pairs(f"warm-{level}")
             for url in urls.values():
                 wrk.run(url, pairs, WARM_CONNECTIONS, mode.warm_s)
@@ -133,9 +148,12 @@ def speed_table(world: World, cells: dict[tuple[int, str], list[Load]], books: B
         f"{mode.rounds} interleaved {mode.duration_s} s runs (req/s range: slowest and "
         "fastest of them).",
         "registry: distribution 2.8, S3 driver, redirects on, in-memory blob descriptor "
-        "cache, log level warn, all threads on core 0. floor: constant 307, aiohttp + uvloop. "
-        "blobgate: log.level warning, access log off; "
-        f"{LOGGED!r}: log.level info, access log on (stderr to a file), at 64 connections.",
+        "cache, log level warn, all threads on core 0. floor: constant 307 from a "
+        "web.Application with one catch-all route, aiohttp + uvloop, backlog 2048; "
+        f"{LOW_LEVEL!r}: the same handler on aiohttp's low-level web.Server (no router), "
+        "which is how blobgate serves; the asyncio rows: blobgate (server.event_loop: "
+        "asyncio) and the floor on asyncio's own loop. blobgate: log.level warning, access "
+        f"log off; {LOGGED!r}: log.level info, access log on (stderr to a file).",
         "errors: socket errors, responses slower than wrk's 2 s timeout (wrk leaves them out "
         "of the percentiles) and statuses other than 307, over all runs. listen-queue "
         "overflows: the kernel's TcpExt ListenOverflows during the runs (SYNs dropped "
@@ -177,9 +195,15 @@ def targets(cells: dict[tuple[int, str], list[Load]], books: Books) -> list[Targ
                    f"{ours.rps / floor.rps:.0%}", ours.rps >= 0.75 * floor.rps),
             Target("p99 ≤ 5 ms at 64 conns", f"{ours.p99_ms:.2f} ms", ours.p99_ms <= 5),
         ]
-    if (1000, "blobgate") in cells:
-        errors = sum(load.errors for load in cells[1000, "blobgate"])
-        found.append(Target("zero errors at 1,000 conns", f"{errors} errors", errors == 0))
+        asyncio, asyncio_floor = median(cells[64, ASYNCIO]), median(cells[64, ASYNCIO_FLOOR])
+        found.append(Target("asyncio loop: warm GETs ≥ 75% of its floor (64 conns)",
+                            f"{asyncio.rps / asyncio_floor.rps:.0%}",
+                            asyncio.rps >= 0.75 * asyncio_floor.rps))
+    for target in ("blobgate", ASYNCIO):
+        if (1000, target) in cells:
+            errors = sum(load.errors for load in cells[1000, target])
+            found.append(Target(f"zero errors at 1,000 conns ({target})", f"{errors} errors",
+                                errors == 0))
     calls = books.s3["blobgate"]
     found.append(Target("0 S3 calls per warm GET", f"{calls} in {books.gets['blobgate']:,} GETs",
                         calls == 0))

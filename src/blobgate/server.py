@@ -1,8 +1,8 @@
 """Running the gateway: listeners, worker processes, event loop, and shutdown.
 
 With ``server.workers: N`` the parent forks N processes that share the public port
-(SO_REUSEPORT); worker ``i`` serves its own metrics on ``metrics.port + i``. uvloop is
-used when it is installed. On SIGTERM or SIGINT each worker stops accepting
+(SO_REUSEPORT); worker ``i`` serves its own metrics on ``metrics.port + i``. The event
+loop is uvloop when it is installed, unless ``server.event_loop`` says otherwise. On SIGTERM or SIGINT each worker stops accepting
 connections, gives in-flight requests up to ``server.shutdown_grace_s`` to finish,
 closes its clients (flushing what they hold) and exits 0.
 """
@@ -102,16 +102,19 @@ async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
     log.info("stopped")
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop for ``uvloop`` (and for ``auto`` when it is installed), else asyncio's own."""
+    if choice == "asyncio":
+        return None
     try:
         import uvloop
     except ImportError:
-        return None
+        return None  # "auto" without uvloop; "uvloop" without it fails config checks
     return uvloop.new_event_loop
 
 
 def _run_one(cfg: Config, keys: TrustedKeys, worker: int) -> None:
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=_loop_factory(cfg.server.event_loop)) as runner:
         runner.run(run(cfg, keys, worker))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 
 from blobgate.settings import check, check_url
 
@@ -43,6 +44,9 @@ class ClientTLSConfig:
               "client_key_file", "client_cert_file and client_key_file go together")
 
 
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Where blobgate listens, and the host names clients use to reach it."""
@@ -54,9 +58,14 @@ class ServerConfig:
     keepalive_timeout_s: float = 75.0
     backlog: int = 2048
     workers: int = 1
+    event_loop: str = "auto"
     tls: ServerTLSConfig = field(default_factory=ServerTLSConfig)
 
     def __post_init__(self) -> None:
+        check(self.event_loop in EVENT_LOOPS, "event_loop",
+              f"must be one of {', '.join(EVENT_LOOPS)}")
+        check(self.event_loop != "uvloop" or find_spec("uvloop") is not None, "event_loop",
+              "uvloop is not installed")
         check(self.keepalive_timeout_s > 0, "keepalive_timeout_s", "must be positive")
         check(1 <= self.backlog <= 65535, "backlog", "must be between 1 and 65535")
         check(1 <= self.port <= 65535, "port", "must be between 1 and 65535")
