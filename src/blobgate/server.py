@@ -2,9 +2,10 @@
 
 With ``server.workers: N`` the parent forks N processes that share the public port
 (SO_REUSEPORT); worker ``i`` serves its own metrics on ``metrics.port + i``. The event
-loop is uvloop when it is installed, unless ``server.event_loop`` says otherwise. On SIGTERM or SIGINT each worker stops accepting
-connections, gives in-flight requests up to ``server.shutdown_grace_s`` to finish,
-closes its clients (flushing what they hold) and exits 0.
+loop is uvloop when it is installed, unless ``server.event_loop`` says otherwise. On
+SIGTERM or SIGINT each worker stops accepting connections, gives in-flight requests up
+to ``server.shutdown_grace_s`` to finish, closes its clients (flushing what they hold)
+and exits 0.
 """
 
 from __future__ import annotations
