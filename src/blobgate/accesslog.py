@@ -1,14 +1,12 @@
-"""One JSON line per request, and JSON formatting (with redaction) for every log record.
+"""What happened to each request: metrics, one access-log line and an audit record.
 
 Handlers describe what they did in a ``RequestInfo`` stored on the request; aiohttp's
 access-log hook turns it into metrics, a log line and an audit record once the response
-is done. Paths are logged without their query (upload-session state lives there); every
-other message and traceback passes through ``redact`` first.
+is done. Paths are logged without their query (upload-session state lives there).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -44,25 +42,6 @@ def info_of(request: web.BaseRequest) -> RequestInfo:
         info = RequestInfo()
         request[INFO_KEY] = info
     return info
-
-
-class JSONFormatter(logging.Formatter):
-    """Formats records as one JSON object per line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields = getattr(record, "fields", None)
-        entry: dict[str, object] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-        }
-        if isinstance(fields, dict):
-            entry.update(fields)  # built by blobgate from values that hold no secrets
-        else:
-            entry["message"] = redact(record.getMessage())
-        if record.exc_info and record.exc_info[0] is not None:
-            entry["error"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -135,16 +114,3 @@ def _audit_record(
         status=response.status,
         client=request.remote or "",
     )
-
-
-def configure(level: str) -> None:
-    """Send all logs to stderr as JSON lines (without the per-record thread and process
-    lookups the JSON lines never show)."""
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    handler = logging.StreamHandler()
-    handler.setFormatter(JSONFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())

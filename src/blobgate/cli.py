@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from blobgate import __version__, accesslog, server, tls
+from blobgate import __version__, logs, server, tls
 from blobgate.app import check_presign_host, load_keys
 from blobgate.config import Config, load
 from blobgate.errors import ConfigError
@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(cfg: Config) -> int:
-    accesslog.configure(cfg.log.level)
+    logs.configure(cfg.log.level)
     keys = load_keys(cfg)
     check_presign_host(cfg)
     tls.check_files(cfg)

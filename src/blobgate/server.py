@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from blobgate import logs
 from blobgate.accesslog import AccessLogger
 from blobgate.app import GatewayRunner, create_app
 from blobgate.config import Config, ServerTLSConfig
@@ -78,6 +79,7 @@ async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
     runners: list[web.BaseRunner] = [runner]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    logs.batch_on(loop)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     shared = cfg.server.workers > 1
@@ -100,7 +102,8 @@ async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
             task.cancel()
         for each in runners:
             await each.cleanup()
-    log.info("stopped")
+        log.info("stopped")
+        logs.batch_on(None)
 
 
 def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -12,9 +12,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from blobgate.accesslog import JSONFormatter
 from blobgate.config import AuditConfig
 from blobgate.devstack.s3 import SECRET_KEY
+from blobgate.logs import JSONFormatter
 
 from support.gateway import GatewayFactory
 from support.standin import StandIn
