@@ -4,7 +4,8 @@ This is the only module that talks to botocore; its failures leave here as
 ``StorageError``. URLs are signed for the host clients will use
 (``public_endpoint_url`` when S3 is reached by another name inside the cluster), and
 each carries the moment it stops working: the earlier of ``X-Amz-Expires`` and the
-expiry of temporary signing credentials (STS, IRSA, instance roles).
+expiry of temporary signing credentials (STS, IRSA, instance roles). botocore signs the
+first URL; ``sigv4.QuerySigner`` signs the rest with the same (refreshed) credentials.
 """
 
 from __future__ import annotations
@@ -20,15 +21,19 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from blobgate.config import SIGV4_MAX_EXPIRES_S, S3Config
 from blobgate.errors import StorageError
 from blobgate.reference import BlobRef, Digest, storage_key
 from blobgate.signing import DEFAULT_OPTIONS, SignedURL, URLOptions
+from blobgate.sigv4 import Credentials, QuerySigner
 from blobgate.stream import Span
 
 log = logging.getLogger(__name__)
+
+_BOTOCORE_NAMES = {"response-content-disposition": "ResponseContentDisposition",
+                   "response-cache-control": "ResponseCacheControl"}
 
 
 def presign_host(cfg: S3Config) -> str:
@@ -41,10 +46,14 @@ def presign_host(cfg: S3Config) -> str:
     return host if cfg.path_style else f"{cfg.bucket}.{host}"
 
 
+def _credentials_of(client: Any) -> Any:
+    """The client's signing credentials (botocore keeps and refreshes them there)."""
+    return getattr(client._request_signer, "_credentials", None)
+
+
 def _credential_expiry(client: Any) -> float | None:
     """When the client's signing credentials expire, for temporary ones; else ``None``."""
-    credentials = getattr(client._request_signer, "_credentials", None)
-    expiry = getattr(credentials, "_expiry_time", None)
+    expiry = getattr(_credentials_of(client), "_expiry_time", None)
     return expiry.timestamp() if isinstance(expiry, datetime) else None
 
 
@@ -71,6 +80,7 @@ class S3Storage:
         self._api = api
         self._chunk_bytes = chunk_bytes
         self._clock = clock
+        self._signer: QuerySigner | None = None
 
     async def presign_blob(
         self, digest: Digest, options: URLOptions = DEFAULT_OPTIONS
@@ -78,15 +88,14 @@ class S3Storage:
         """A presigned GET URL for the blob's data."""
         signed_at = self._clock()
         expires_s = options.expires_s or self._cfg.expires_s
-        params = {"Bucket": self._cfg.bucket, "Key": storage_key(self._cfg.rootdirectory, digest)}
+        response = {}
         if options.filename is not None:
-            params["ResponseContentDisposition"] = f'attachment; filename="{options.filename}"'
+            response["response-content-disposition"] = f'attachment; filename="{options.filename}"'
         if options.cache_control is not None:
-            params["ResponseCacheControl"] = options.cache_control
+            response["response-cache-control"] = options.cache_control
+        key = storage_key(self._cfg.rootdirectory, digest)
         try:
-            url: str = await self._presigner.generate_presigned_url(
-                "get_object", Params=params, ExpiresIn=expires_s
-            )
+            url = await self._sign(key, expires_s, response, signed_at)
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"presign failed: {exc}", _reason(exc)) from exc
         expires_at = signed_at + expires_s
@@ -94,6 +103,22 @@ class S3Storage:
         if credential_expiry is not None:
             expires_at = min(expires_at, credential_expiry)
         return SignedURL(url, signed_at, expires_at)
+
+    async def _sign(self, key: str, expires_s: int, response: dict[str, str], now: float) -> str:
+        if self._signer is not None:
+            credentials = _credentials_of(self._presigner)
+            if credentials is None:
+                raise NoCredentialsError()
+            frozen = await credentials.get_frozen_credentials()
+            return self._signer.sign(key, expires_s,
+                                     Credentials(frozen.access_key, frozen.secret_key,
+                                                 frozen.token), response, now)
+        params = {"Bucket": self._cfg.bucket, "Key": key,
+                  **{_BOTOCORE_NAMES[name]: value for name, value in response.items()}}
+        url: str = await self._presigner.generate_presigned_url(
+            "get_object", Params=params, ExpiresIn=expires_s)
+        self._signer = QuerySigner.learn(url, key, self._presigner.meta.region_name)
+        return url
 
     @property
     def default_expires_s(self) -> int:
