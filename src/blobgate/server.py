@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -88,6 +89,11 @@ async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
     try:
         tls = _served(cfg.server.tls, "server.tls", stats, watchers)
         await _start(runner, cfg.server.host, cfg.server.port, tls, shared, cfg.server.backlog)
+        # What start-up built (botocore's models, keys, clients: ~170k objects) lives as
+        # long as the process. Frozen, it is out of the collector's sight: a full
+        # collection, rare under steady load, then stalls the loop for well under a
+        # millisecond instead of 40-60 ms (measured in-process).
+        gc.freeze()
         if cfg.metrics.enabled:
             metrics = web.AppRunner(create_metrics_app(gateway), access_log=None)
             runners.append(metrics)
