@@ -1,11 +1,11 @@
-"""Bare-aiohttp floors: the least any aiohttp + uvloop server can do for the same job.
+"""Bare-aiohttp floors: the least any aiohttp server can do for the same job.
 
 ``redirect``: answers every request with a constant 307 carrying the headers blobgate
 sends for a redirect. ``relay``: streams every GET from an origin, passing each piece on
 as it arrives (``iter_any``). Both are a ``web.Application`` with one catch-all route on
-aiohttp's server defaults and uvloop, so the gap to blobgate is the cost of blobgate's own
-work. ``--loop asyncio`` runs them on asyncio's own loop; ``--low-level`` serves the
-handler with aiohttp's low-level ``web.Server`` (no router), as blobgate does.
+aiohttp's server defaults and asyncio's loop (blobgate's default), so the gap to blobgate
+is the cost of blobgate's own work. ``--loop uvloop`` runs them on uvloop; ``--low-level``
+serves the handler with aiohttp's low-level ``web.Server`` (no router), as blobgate does.
 Run as ``python -m bench.floor --port P [--loop L] [--low-level] redirect --location URL
 --digest D`` or ``python -m bench.floor --port P relay --origin URL``.
 """
@@ -91,7 +91,7 @@ def main() -> None:
     """Serve on 127.0.0.1 until terminated."""
     parser = argparse.ArgumentParser(description="bare-aiohttp floors")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--low-level", action="store_true", help="redirect only: web.Server")
     kinds = parser.add_subparsers(dest="kind", required=True)
     redirect = kinds.add_parser("redirect")

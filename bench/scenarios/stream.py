@@ -91,7 +91,7 @@ def run(world: World) -> Result:
     single.notes += [
         f"blobgate: storage.backend proxy, routing.default stream, stream_chunk_bytes "
         f"default; VmHWM after these: {single_hwm:.1f} MiB. nginx: one worker, default proxy "
-        "buffers. aiohttp relay floor: a bare aiohttp + uvloop app passing on each piece as "
+        "buffers. aiohttp relay floor: a bare aiohttp app (asyncio loop) passing on each piece as "
         "it arrives (iter_any), core 0. origin alone: curl straight from the origin.",
         "errors: downloads that were not a 200 of exactly the blob's size (curl's count).",
     ]

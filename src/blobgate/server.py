@@ -2,7 +2,7 @@
 
 With ``server.workers: N`` the parent forks N processes that share the public port
 (SO_REUSEPORT); worker ``i`` serves its own metrics on ``metrics.port + i``. The event
-loop is uvloop when it is installed, unless ``server.event_loop`` says otherwise. On
+loop is asyncio's own, or uvloop's with ``server.event_loop: uvloop``. On
 SIGTERM or SIGINT each worker stops accepting connections, gives in-flight requests up
 to ``server.shutdown_grace_s`` to finish, closes its clients (flushing what they hold)
 and exits 0.
@@ -113,13 +113,12 @@ async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
 
 
 def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop for ``uvloop`` (and for ``auto`` when it is installed), else asyncio's own."""
-    if choice == "asyncio":
+    """uvloop's loop for ``uvloop`` (its presence is checked with the configuration),
+    else asyncio's own."""
+    if choice != "uvloop":
         return None
-    try:
-        import uvloop
-    except ImportError:
-        return None  # "auto" without uvloop; "uvloop" without it fails config checks
+    import uvloop
+
     return uvloop.new_event_loop
 
 

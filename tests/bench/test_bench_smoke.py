@@ -49,8 +49,7 @@ def test_quick_run_reports_every_row_without_errors(tmp_path: Path) -> None:
     assert [row[:2] for row in warm["rows"]] == [
         [connections, target]
         for connections in ("1", "16")
-        for target in ("blobgate", "registry", "floor", "blobgate, asyncio loop",
-                       "floor, asyncio loop")
+        for target in ("blobgate", "registry", "floor", "blobgate, uvloop", "floor, uvloop")
     ]
     assert set(_column(warm, "errors")) == {"0"}
     assert _column(tables["S3 API calls per warm blob GET"], "target") == ["blobgate", "registry"]

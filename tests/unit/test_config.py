@@ -76,7 +76,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("membership: {source: magic}", {}, "membership.source", "must be 'upstream'"),
         ("log: {level: loud}", {}, "log.level", "must be one of"),
         ("server: {event_loop: fast}", {}, "server.event_loop",
-         "must be one of auto, uvloop, asyncio"),
+         "must be one of asyncio, uvloop"),
         ("", {"BLOBGATE_SERVER_PORT": "eighty"}, "server.port",
          "BLOBGATE_SERVER_PORT must be an integer"),
         ("", {"BLOBGATE_STORAGE_S3_PATH_STYLE": "maybe"}, "storage.s3.path_style",

@@ -44,7 +44,7 @@ class ClientTLSConfig:
               "client_key_file", "client_cert_file and client_key_file go together")
 
 
-EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+EVENT_LOOPS = ("asyncio", "uvloop")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class ServerConfig:
     keepalive_timeout_s: float = 75.0
     backlog: int = 2048
     workers: int = 1
-    event_loop: str = "auto"
+    event_loop: str = "asyncio"
     tls: ServerTLSConfig = field(default_factory=ServerTLSConfig)
 
     def __post_init__(self) -> None:
