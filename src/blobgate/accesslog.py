@@ -47,8 +47,9 @@ def info_of(request: web.BaseRequest) -> RequestInfo:
 class AccessLogger(AbstractAccessLogger):
     """aiohttp's per-request hook: records metrics, and writes the access line if enabled.
 
-    Use ``AccessLogger.bound(app)``: aiohttp calls the hook also for requests it refused
-    before any handler ran (no route, so no ``request.app``), and those must be counted.
+    Use ``AccessLogger.bound(app)``: requests carry no application (they are served by
+    aiohttp's low-level server), and aiohttp calls the hook also for requests it refused
+    before any handler ran, which must be counted too.
     aiohttp makes one hook per connection, so per-connection facts are settled here once.
     """
 
