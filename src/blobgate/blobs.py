@@ -23,7 +23,7 @@ from blobgate.errors import RegistryError, StorageError
 from blobgate.expiring import ExpiringCache
 from blobgate.membership import CachedMembership, Member
 from blobgate.metrics import Stats
-from blobgate.proxy import forward
+from blobgate.proxy import client_host_header, first_forwarded, forward
 from blobgate.reference import BlobRef
 from blobgate.routing import Network, RoutingPolicy, client_address, in_networks
 from blobgate.signing import Presigner
@@ -106,7 +106,7 @@ class BlobService:
         if self._shares_gateway_host(request):
             self.stats.fallbacks["gateway_host"] += 1
             return None
-        return self.urls if self.cdn_urls is None else self._urls_for(request)
+        return self._urls_for(request)
 
     async def _stream(
         self, request: web.BaseRequest, info: RequestInfo, ref: BlobRef, member: Member,
@@ -223,10 +223,10 @@ class BlobService:
         """
         if self.allow_gateway_host:
             return False
-        client_host = request.headers.get("X-Forwarded-Host") or request.host
+        client_host = client_host_header(request)  # verdicts are kept per header value
         verdict = self._host_verdicts.get(client_host)
         if verdict is None:
-            host = client_host.split(",")[0].strip().rsplit(":", 1)[0].lower()
+            host = first_forwarded(client_host).rsplit(":", 1)[0].lower()
             verdict = self.presign_host == host or self.presign_host.endswith("." + host)
             if len(self._host_verdicts) < 1024:  # clients choose Host: keep this bounded
                 self._host_verdicts[client_host] = verdict

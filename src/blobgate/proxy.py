@@ -66,11 +66,20 @@ def _droppable(headers: CIMultiDict[str] | CIMultiDictProxy[str]) -> frozenset[s
     return HOP_BY_HOP | listed
 
 
+def client_host_header(request: web.BaseRequest) -> str:
+    """The host the client used, as sent: an ingress's X-Forwarded-Host, else Host."""
+    return request.headers.get("X-Forwarded-Host", request.host)
+
+
+def first_forwarded(value: str) -> str:
+    """The first entry of a forwarded header (the one the client-most proxy set)."""
+    return value.split(",")[0].strip()
+
+
 def client_origin(request: web.BaseRequest) -> tuple[str, str]:
     """Scheme and host as the client sees them (honouring an ingress's X-Forwarded-*)."""
-    proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
-    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
-    return proto, host
+    proto = first_forwarded(request.headers.get("X-Forwarded-Proto", request.scheme))
+    return proto, first_forwarded(client_host_header(request))
 
 
 def request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
