@@ -32,6 +32,7 @@ from blobgate.errors import (
     StorageUnavailable,
     Unauthorized,
 )
+from blobgate.gate import REFUSED, Denied, Pull
 from blobgate.reference import BlobRef, parse_blob, parse_name
 from blobgate.signing import Presigner, URLOptions
 
@@ -75,7 +76,7 @@ class UrlApi:
         """``GET /api/v1/blobs/<digest>/url``."""
         query = request.query
         ref = parse_blob(query.get("repository", ""), raw_digest)
-        authorization = await self._authorize(request, ref.name)
+        pull = await self._authorize(request, ref.name)
         presigner = self.blobs.presigner_for(request, custom=bool(
             query.keys() & {"filename", "cache_control"}))
         options = URLOptions(
@@ -84,7 +85,7 @@ class UrlApi:
             filename=_optional(query.get("filename"), _FILENAME, "filename"),
             cache_control=_optional(query.get("cache_control"), _CACHE_CONTROL, "cache_control"),
         )
-        entry = await self._sign(request, ref, authorization, presigner, options)
+        entry = await self._sign(request, ref, pull, presigner, options)
         if "error" in entry:
             raise BlobUnknown("blob unknown to repository", {"digest": raw_digest[:200]})
         return web.json_response(entry)
@@ -99,7 +100,7 @@ class UrlApi:
             raise InvalidParameter("digests must be a list of digest strings")
         if not 1 <= len(digests) <= self.max_batch:
             raise InvalidParameter(f"digests must hold 1 to {self.max_batch} entries")
-        authorization = await self._authorize(request, name)
+        pull = await self._authorize(request, name)
         presigner = self.blobs.presigner_for(request, custom=False)
         raw = body.get("expires_in")
         options = URLOptions(expires_s=expires_in(
@@ -114,7 +115,7 @@ class UrlApi:
                 except RegistryError as exc:
                     return {"digest": digest[:200], "error": {"code": exc.code,
                                                               "message": exc.message}}
-                return await self._sign(request, ref, authorization, presigner, options)
+                return await self._sign(request, ref, pull, presigner, options)
 
         entries = await asyncio.gather(*(entry(d) for d in digests))
         return web.json_response({"repository": name, "urls": entries})
@@ -132,12 +133,12 @@ class UrlApi:
             raise InvalidParameter("the body must be a JSON object")
         return body
 
-    async def _authorize(self, request: web.BaseRequest, name: str) -> str:
-        """The client's Authorization value, if its token grants pull on ``name``."""
+    async def _authorize(self, request: web.BaseRequest, name: str) -> Pull:
+        """The client's token, if it grants pull on ``name``."""
         info = info_of(request)
         info.route, info.repository = "api", name
         values = request.headers.getall("Authorization", [])
-        grant = self.blobs.verifier.grant(values)
+        grant = self.blobs.gate.verifier.grant(values)
         if grant is None or not grant.can_pull(name):
             if grant is not None:
                 error: str | None = "insufficient_scope"
@@ -146,25 +147,28 @@ class UrlApi:
             raise Unauthorized("authentication required", await self.challenge.header(
                 f"repository:{name}:pull", error))
         info.user = grant.subject
-        return values[0]
+        return Pull(values[0], grant, name, "blobs")
 
     async def _sign(
         self,
         request: web.BaseRequest,
         ref: BlobRef,
-        authorization: str,
+        pull: Pull,
         presigner: Presigner,
         options: URLOptions,
     ) -> dict[str, Any]:
         digest = str(ref.digest)
-        member = await self.blobs.membership.check(ref, authorization)
-        if member is None:
+        member = await self.blobs.gate.admit(ref, pull.authorization, pull.grant)
+        if member is REFUSED:
+            raise Unauthorized("the registry refused this token", await self.challenge.header(
+                f"repository:{ref.name}:pull", "invalid_token"))
+        if isinstance(member, Denied):
             return {"digest": digest, "error": {"code": "BLOB_UNKNOWN",
                                                 "message": "blob unknown to repository"}}
         try:
             signed = await presigner.presign_blob(ref.digest, options)
             size = member.size if member.size is not None else await self.blobs.learn_size(
-                ref, authorization)
+                ref, pull.authorization)
         except StorageError as exc:
             raise StorageUnavailable("storage unavailable", {"reason": exc.reason}) from None
         info_of(request).outcome = "url"

@@ -2,11 +2,13 @@
 how it is served.
 
 A regular expression on the raw path picks one of three paths: a blob GET/HEAD goes to
-``BlobService``, ``/api/v1/`` to the URL API, anything else to the pass-through proxy
-(which may show an image manifest to the warmer, and whose successful ``DELETE``s
-invalidate what blobgate cached). The ``web.Application`` holds configuration, metrics
-and services (opened and closed with it); ``GatewayRunner`` serves its ``Dispatcher``
-with aiohttp's low-level server, since there is nothing for a router to choose.
+``BlobService``, ``/api/v1/`` to the URL API, anything else to the pass-through proxy.
+The registry's answers to a token's manifest and tag requests tell the gate what the
+registry makes of that token; an image manifest may go to the warmer; a successful
+``DELETE`` invalidates what blobgate cached. The ``web.Application`` holds
+configuration, metrics and services (opened and closed with it); ``GatewayRunner``
+serves its ``Dispatcher`` with aiohttp's low-level server, since there is nothing for a
+router to choose.
 """
 
 from __future__ import annotations
@@ -142,9 +144,12 @@ async def _other(request: web.BaseRequest, services: Services, target: str
         answer = await _api(request, services.api, target)
         if answer is not None:
             return answer
-    warmer = services.warmer
-    observer = warmer.observer(request) if warmer is not None else None
+    gate, warmer = services.blobs.gate, services.warmer
+    pull = gate.pull_of(request, target)
+    observer = None if warmer is None or pull is None else warmer.observer(request, pull)
     response = await forward(request, services.upstream, observer)
+    if pull is not None:
+        gate.learn(pull, response.status)
     if request.method == "DELETE" and 200 <= response.status < 300:
         invalidate(services, target)
     return response

@@ -37,11 +37,13 @@ MAX_CHAIN_LENGTH = 5
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What a verified token allows: the repositories it may pull from."""
+    """What a verified token allows: the repositories it may pull from, and when it was
+    issued (``None`` without an ``iat`` claim; Harbor refuses such tokens)."""
 
     subject: str
     expires_at: float
     pullable: frozenset[str]
+    issued_at: float | None = None
 
     def can_pull(self, name: str) -> bool:
         """True when the token grants ``pull`` (or ``*``) on exactly ``name``."""
@@ -196,10 +198,12 @@ class TokenVerifier:
         if any(_not_integer(claims.get(c)) for c in ("exp", "nbf", "iat") if c in claims):
             return None  # the registry only accepts integer NumericDates
         subject = claims.get("sub")
+        issued_at = claims.get("iat")
         return Grant(
             subject=subject if isinstance(subject, str) else "",
             expires_at=float(claims["exp"]),
             pullable=pullable_repositories(claims.get("access")),
+            issued_at=None if issued_at is None else float(issued_at),
         )
 
     def _signing_key(self, header: Mapping[str, Any]) -> PublicKey | None:

@@ -1,10 +1,12 @@
 """The blob path: GET/HEAD ``/v2/<name>/blobs/<digest>``, and nothing else.
 
-parse → authorize → membership → HEAD: answer locally | GET: 307 to a cached presigned
-URL, or stream the bytes when policy says so or no URL can be had. Whenever blobgate
-cannot vouch for the request (no or invalid token, no pull grant on exactly this
-repository, blob not in it) the request goes to the registry unchanged, so clients
-always get the registry's own answer.
+parse → authorize → admit (``gate``: the registry accepted this token for the
+repository, and the blob is in it) → HEAD: answer locally | GET: 307 to a cached
+presigned URL, or stream the bytes when policy says so or no URL can be had. Whenever
+blobgate cannot vouch for the request (no or invalid token, no pull grant on exactly
+this repository, a token the registry refused, blob not in it, the registry could not
+be asked) the request goes to the registry unchanged, so clients always get the
+registry's own answer.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from typing import Any
 from aiohttp import web
 
 from blobgate.accesslog import INFO_KEY, RequestInfo
-from blobgate.auth import TokenVerifier
 from blobgate.cache import URLCache
 from blobgate.errors import RegistryError, StorageError
 from blobgate.expiring import ExpiringCache
-from blobgate.membership import CachedMembership, Member
+from blobgate.gate import Denied, Gate, Pull
+from blobgate.membership import Member
 from blobgate.metrics import Stats
 from blobgate.proxy import client_host_header, first_forwarded, forward
 from blobgate.reference import BlobRef
@@ -41,8 +43,7 @@ class BlobService:
     ``urls`` is ``None`` when the backend cannot presign (``storage.backend: proxy``).
     """
 
-    verifier: TokenVerifier
-    membership: CachedMembership
+    gate: Gate
     source: BlobSource
     urls: URLCache | None
     cdn_urls: URLCache | None
@@ -61,13 +62,18 @@ class BlobService:
         info = RequestInfo("blob", "passthrough", ref.name, ref.digest)
         request[INFO_KEY] = info
         authorization = request.headers.getall("Authorization", [])
-        grant = self.verifier.grant(authorization)
+        grant = self.gate.verifier.grant(authorization)
         if grant is None or ref.name not in grant.pullable:
             return await self._pass(request, info, "denied")
         info.user = grant.subject
-        member = await self.membership.check(ref, authorization[0])
-        if member is None:
-            return await self._pass(request, info, "not_found")
+        pull = Pull(authorization[0], grant, ref.name, "blobs")
+        try:
+            member = await self.gate.admit(ref, authorization[0], grant)
+        except RegistryError as exc:
+            self._fell_back("check_failed", exc)
+            return await self._pass(request, info, "passthrough", pull)
+        if isinstance(member, Denied):
+            return await self._pass(request, info, member.outcome, pull)
         if request.method == "HEAD":
             return await self._head(request, info, ref, member, authorization[0])
         urls = self._redirect_urls(request, ref)
@@ -131,11 +137,15 @@ class BlobService:
             return await self._pass(request, info, "passthrough")
 
     async def _pass(
-        self, request: web.BaseRequest, info: RequestInfo, outcome: str
+        self, request: web.BaseRequest, info: RequestInfo, outcome: str,
+        pull: Pull | None = None,
     ) -> web.StreamResponse:
-        """Let the registry answer."""
+        """Let the registry answer (and take its answer as its verdict on ``pull``'s token)."""
         info.outcome = outcome
-        return await forward(request, self.upstream)
+        response = await forward(request, self.upstream)
+        if pull is not None:
+            self.gate.learn(pull, response.status)
+        return response
 
     def _fell_back(self, reason: str, exc: Exception) -> None:
         """Count a fallback; log each distinct cause once."""
@@ -174,7 +184,7 @@ class BlobService:
 
     def forget(self, ref: BlobRef) -> None:
         """Drop the cached membership of ``ref`` and the cached URLs of its digest."""
-        self.membership.cache.pop(ref)
+        self.gate.membership.cache.pop(ref)
         for urls in (self.urls, self.cdn_urls):
             if urls is not None:
                 urls.cache.pop(ref.digest)
@@ -182,7 +192,8 @@ class BlobService:
     def flush(self) -> dict[str, int]:
         """Drop every cached answer; returns how many entries each cache held."""
         caches: dict[str, ExpiringCache[Any, Any]] = {
-            "token": self.verifier.cache, "membership": self.membership.cache}
+            "token": self.gate.verifier.cache, "membership": self.gate.membership.cache,
+            "confirmation": self.gate.confirmations.cache}
         for name, urls in (("url", self.urls), ("cdn_url", self.cdn_urls)):
             if urls is not None:
                 caches[name] = urls.cache
@@ -194,7 +205,7 @@ class BlobService:
     async def learn_size(self, ref: BlobRef, authorization: str) -> int:
         """The blob's size from its source, remembered with its membership."""
         size = await self.source.size(ref, authorization)
-        self.membership.remember(ref, Member(size))
+        self.gate.membership.remember(ref, Member(size))
         return size
 
     def _count_offload(self, ref: BlobRef, member: Member, authorization: str) -> None:

@@ -34,7 +34,7 @@ class Challenge:
 
     async def _learn(self) -> str | None:
         try:
-            async with await self._upstream.request("GET", "/v2/") as response:
+            async with await self._upstream.check("GET", "/v2/") as response:
                 match = _REALM.search(response.headers.get("WWW-Authenticate", ""))
         except RegistryError:
             return None

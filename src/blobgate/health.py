@@ -44,7 +44,7 @@ async def _problems(gateway: web.Application) -> list[str]:
         return ["starting: clients not open yet"]
     blobs = services.blobs
     problems = []
-    if not blobs.verifier.keys.by_kid:
+    if not blobs.gate.verifier.keys.by_kid:
         problems.append("no token-signing certificates loaded")
     if blobs.urls is not None:
         try:
@@ -53,7 +53,7 @@ async def _problems(gateway: web.Application) -> list[str]:
             problems.append(f"S3 signing unavailable: {exc.reason}")
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
-            response = await blobs.upstream.request("GET", "/v2/")
+            response = await blobs.upstream.check("GET", "/v2/")
             async with response:
                 if response.status >= 500:
                     problems.append(f"upstream answered /v2/ with {response.status}")

@@ -2,7 +2,8 @@
 repository A would read any blob of repository B just by naming its digest.
 
 ``UpstreamMembership`` asks the registry itself (a HEAD with the client's own
-``Authorization``), so it works in front of any registry. ``CachedMembership`` keeps
+``Authorization``), so it works in front of any registry; its ``ask`` also tells what the
+registry made of the token (see ``confirmations``). ``CachedMembership`` keeps
 positive answers for a while and lets concurrent checks of the same blob share one
 upstream round trip. A negative or failed answer is never cached: the request is
 passed through and the client hears the registry's own reply.
@@ -14,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import aiohttp
 from yarl import URL
@@ -32,6 +33,13 @@ class Member:
     size: int | None
 
 
+class Answer(NamedTuple):
+    """The registry's answer to a blob HEAD: its status, and the blob when it has it."""
+
+    status: int
+    member: Member | None
+
+
 class Membership(Protocol):
     """A source of truth about which blobs belong to which repository."""
 
@@ -47,10 +55,14 @@ class UpstreamMembership:
         self._upstream = upstream
 
     async def check(self, ref: BlobRef, authorization: str) -> Member | None:
+        return (await self.ask(ref, authorization)).member
+
+    async def ask(self, ref: BlobRef, authorization: str) -> Answer:
+        """The registry's answer to a HEAD of ``ref`` sent with ``authorization``."""
         path = f"/v2/{ref.name}/blobs/{ref.digest}"
         headers = {"Authorization": authorization}
         try:
-            response = await self._upstream.request("HEAD", path, headers=headers)
+            response = await self._upstream.check("HEAD", path, headers=headers)
         except RegistryError:
             self._upstream.stats.membership["upstream", "error"] += 1
             raise
@@ -62,8 +74,7 @@ class UpstreamMembership:
                 member = Member(size=response.content_length)
         result = "not_member" if member is None else "member"
         self._upstream.stats.membership["upstream", result] += 1
-        return member
-
+        return Answer(response.status, member)
 
     def _to_storage(self, response: aiohttp.ClientResponse) -> bool:
         """A registry's storage redirect: temporary, and to another origin (not an ingress's

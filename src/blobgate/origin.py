@@ -49,15 +49,15 @@ class RegistryBlobs:
     ) -> aiohttp.ClientResponse:
         """The registry's answer, or its storage's when it redirects (without our token)."""
         path = f"/v2/{ref.name}/blobs/{ref.digest}"
-        response = await self._upstream.request(
-            method, path, headers={"Authorization": authorization, **extra}
-        )
+        # A HEAD is blobgate's own question (short timeout); a GET relays bytes.
+        send = self._upstream.check if method == "HEAD" else self._upstream.request
+        response = await send(method, path, headers={"Authorization": authorization, **extra})
         if response.status not in _REDIRECTS:
             return response
         location = response.headers.get("Location", "")
         response.release()
         target = self._upstream.url(path).join(URL(location, encoded=True))
-        return await self._upstream.request(method, target, headers=extra)
+        return await send(method, target, headers=extra)
 
     async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         # Pieces as they arrive: aiohttp's read buffer already bounds them, and joining

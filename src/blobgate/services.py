@@ -1,7 +1,8 @@
 """Everything a running gateway holds, opened together and closed together.
 
 ``open_services`` builds the upstream session, the byte source and URL signers (S3,
-CloudFront), membership (upstream or Harbor's database, cached), the audit sink, the
+CloudFront), the gate (the registry's verdicts on tokens; membership from upstream or
+Harbor's database, cached), the audit sink, the
 manifest warmer, the URL API and the file watchers for rotating keys, in dependency
 order, and closes them in reverse on shutdown.
 """
@@ -22,8 +23,10 @@ from blobgate.cache import URLCache
 from blobgate.cdn import CDNPresigner, KeyStore
 from blobgate.challenge import Challenge
 from blobgate.config import CDNConfig, Config
+from blobgate.confirmations import Confirmations
 from blobgate.db import LazyPool
-from blobgate.harbordb import HarborDBMembership
+from blobgate.gate import Gate
+from blobgate.harbordb import HarborDB, HarborDBMembership, HarborTokenRule
 from blobgate.keys import TrustedKeys
 from blobgate.membership import CachedMembership, Membership, UpstreamMembership
 from blobgate.metrics import Stats
@@ -48,16 +51,25 @@ class Services:
     databases: dict[str, LazyPool]
 
 
-def _membership(
-    cfg: Config, upstream: Upstream, stats: Stats, stack: AsyncExitStack,
-    databases: dict[str, LazyPool],
-) -> Membership:
-    asking_upstream = UpstreamMembership(upstream)
-    if cfg.membership.source == "upstream":
-        return asking_upstream
-    pool = databases["membership"] = LazyPool(cfg.membership.dsn or "", max_size=8)
-    stack.push_async_callback(pool.close)
-    return HarborDBMembership(pool, asking_upstream, stats)
+def _gate(
+    cfg: Config, verifier: TokenVerifier, upstream: Upstream, stats: Stats,
+    stack: AsyncExitStack, databases: dict[str, LazyPool],
+) -> Gate:
+    """The gate, with membership from the registry or from Harbor's database."""
+    m = cfg.membership
+    registry = UpstreamMembership(upstream)
+    source: Membership = registry
+    rule = None
+    if m.source == "harbor_db":
+        pool = databases["membership"] = LazyPool(m.dsn or "", max_size=8)
+        stack.push_async_callback(pool.close)
+        db = HarborDB(pool)
+        source = HarborDBMembership(db, registry, stats)
+        rule = HarborTokenRule(db, cfg.auth.leeway_s, m.cache_ttl_s, m.cache_size, stats)
+    confirmations = Confirmations(m.cache_ttl_s, cfg.auth.refusal_ttl_s,
+                                  cfg.auth.token_cache_size)
+    membership = CachedMembership(source, m.cache_ttl_s, m.cache_size)
+    return Gate(verifier, membership, registry, confirmations, rule)
 
 
 async def _sources(
@@ -119,10 +131,9 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats) -> AsyncIt
         databases = {"audit": audit.pool} if isinstance(audit, PostgresAudit) else {}
         verifier = TokenVerifier(cfg.auth, keys)
         watchers = _certificates(cfg, verifier, stats)
+        gate = _gate(cfg, verifier, upstream, stats, stack, databases)
         blobs = BlobService(
-            verifier=verifier,
-            membership=CachedMembership(_membership(cfg, upstream, stats, stack, databases),
-                                        cfg.membership.cache_ttl_s, cfg.membership.cache_size),
+            gate=gate,
             source=source,
             urls=urls,
             cdn_urls=_cdn(cfg, watchers, stats),
@@ -133,7 +144,8 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats) -> AsyncIt
             presign_host=presign_host(cfg.storage.s3),
             allow_gateway_host=cfg.storage.s3.unsafe_allow_gateway_host,
         )
-        stats.caches.update(token=verifier.cache, membership=blobs.membership.cache)
+        stats.caches.update(token=verifier.cache, membership=gate.membership.cache,
+                            confirmation=gate.confirmations.cache)
         stats.caches.update({name: c.cache for name, c in (("url", urls),
                                                           ("cdn_url", blobs.cdn_urls)) if c})
         for watcher in watchers:

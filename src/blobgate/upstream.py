@@ -1,8 +1,13 @@
 """The connection to the upstream registry, shared by the proxy and membership checks.
 
 One ``aiohttp.ClientSession`` with a bounded pool, no cookie jar, no automatic
-decompression and no proxy settings from the environment. ``translate_errors`` is the
-only place where aiohttp client failures become blobgate's 502/504 errors.
+decompression and no proxy settings from the environment. Two clocks: requests relayed
+for clients (``request``) may wait ``upstream.timeout_s`` between bytes, since the
+registry can take minutes to finish a large upload after its last byte; blobgate's own
+questions (``check``: membership, sizes, the challenge) give up after
+``upstream.check_timeout_s``, because they decide whether a pull is redirected and must
+fail over to the pass-through fast. ``translate_errors`` is the only place where aiohttp
+client failures become blobgate's 502/504 errors.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ class Upstream:
         self.stats = stats
         self.base = cfg.url.rstrip("/")
         self.origin = URL(cfg.url).origin()
+        self._check_timeout = aiohttp.ClientTimeout(
+            total=cfg.check_timeout_s, sock_connect=min(cfg.connect_timeout_s,
+                                                        cfg.check_timeout_s))
 
     def url(self, raw_path: str) -> URL:
         """The upstream URL for a raw (still percent-encoded) request path and query."""
@@ -58,6 +66,12 @@ class Upstream:
             raise
         self.stats.upstream_status(response.status)
         return response
+
+    async def check(self, method: str, target: str | URL, **kwargs: Any
+                    ) -> aiohttp.ClientResponse:
+        """``request`` for blobgate's own questions: the whole answer within
+        ``upstream.check_timeout_s`` (read a body, if any, at once)."""
+        return await self.request(method, target, timeout=self._check_timeout, **kwargs)
 
     @staticmethod
     def new_session(cfg: UpstreamConfig) -> aiohttp.ClientSession:

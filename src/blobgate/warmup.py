@@ -24,8 +24,8 @@ from aiohttp import web
 from blobgate.blobs import BlobService
 from blobgate.errors import BlobgateError
 from blobgate.expiring import ExpiringCache
+from blobgate.gate import Pull
 from blobgate.membership import Member
-from blobgate.proxy import request_target
 from blobgate.reference import BlobRef, parse_blob
 
 log = logging.getLogger(__name__)
@@ -86,15 +86,11 @@ class ManifestWarmer:
     _learnt: ExpiringCache[BlobRef, tuple[BlobRef, ...]] = field(
         default_factory=lambda: ExpiringCache(10_000, lambda _refs: float("inf")))
 
-    def observer(self, request: web.BaseRequest) -> ManifestObserver | None:
+    def observer(self, request: web.BaseRequest, pull: Pull) -> ManifestObserver | None:
         """An observer for a manifest GET by a client allowed to pull its repository."""
-        match = MANIFEST_PATH.fullmatch(request_target(request).partition("?")[0])
-        if request.method != "GET" or match is None:
+        if request.method != "GET" or pull.kind != "manifests":
             return None
-        grant = self.blobs.verifier.grant(request.headers.getall("Authorization", []))
-        if grant is None or not grant.can_pull(match[1]):
-            return None
-        return ManifestObserver(self, match[1])
+        return ManifestObserver(self, pull.name)
 
     def warm(self, name: str, blobs: dict[str, int | None], manifest: str | None = None) -> None:
         """Record ``blobs`` (digest: size) as members of ``name``; presign in the background."""
@@ -106,10 +102,10 @@ class ManifestWarmer:
         with contextlib.suppress(BlobgateError):
             if manifest is not None:
                 self._learnt.put(parse_blob(name, manifest), tuple(refs))
-        known = self.blobs.membership.cache
+        known = self.blobs.gate.membership.cache
         for ref, member in members.items():
             if known.peek(ref) is None:
-                self.blobs.membership.remember(ref, member)
+                self.blobs.gate.membership.remember(ref, member)
         if refs and self.blobs.urls is not None:
             task = asyncio.create_task(self._presign(refs))
             self._tasks.add(task)

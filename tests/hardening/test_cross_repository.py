@@ -135,11 +135,12 @@ async def test_membership_revocation_lags_by_at_most_the_cache_ttl(
     ``membership.cache_ttl_s``; after that the registry is asked again."""
     digest, _ = a_blob
     client = await gateway(membership=MembershipConfig(cache_ttl_s=1))
-    assert (await get(client, A, digest, signer.token(A))).status == 307
+    token = signer.token(A)
+    assert (await get(client, A, digest, token)).status == 307
     del standin[0].blobs[(A, digest)]  # deleted upstream
-    assert (await get(client, A, digest, signer.token(A))).status == 307  # cached "yes"
+    assert (await get(client, A, digest, token)).status == 307  # cached "yes"
     await asyncio.sleep(1.2)
-    assert_registry_404(await get(client, A, digest, signer.token(A)))
+    assert_registry_404(await get(client, A, digest, token))
 
 
 def redirecting_registry(status: int) -> web.Application:

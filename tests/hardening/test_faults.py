@@ -195,12 +195,16 @@ async def test_warm_blobs_keep_redirecting_while_the_registry_is_gone(
     await proxy.start()
     client = await gateway_before(gateway, f"http://127.0.0.1:{proxy.port}")
     path = f"/v2/library/a/blobs/{blob[0]}"
-    assert (await exchange(client.port, "GET", path, bearer(signer.token("library/a")))).status \
-        == 307
+    token = bearer(signer.token("library/a"))
+    assert (await exchange(client.port, "GET", path, token)).status == 307
     await proxy.cut()
-    # Membership and URL are cached: the pull still works; anything else is a clean 502.
-    again = await bounded(exchange(client.port, "GET", path, bearer(signer.token("library/a"))))
+    # The registry accepted this token, membership and URL are cached: the pull still works.
+    again = await bounded(exchange(client.port, "GET", path, token))
     assert again.status == 307
+    # A token the registry has never accepted is not vouched for while it cannot be asked:
+    # the client hears the registry's absence (a clean 502), as for anything else.
+    assert_oci(await bounded(exchange(client.port, "GET", path,
+                                      bearer(signer.token("library/a")))), 502)
     assert_oci(await bounded(exchange(client.port, "GET", "/v2/")), 502)
 
 
@@ -245,8 +249,9 @@ async def test_database_lost_mid_run_falls_back_to_the_registry(
             "INSERT INTO project (project_id, owner_id, name, deleted) "
             "VALUES (1, 1, 'proj', false);"
             "INSERT INTO repository (repository_id, name, project_id) VALUES (1, 'proj/app', 1);"
-            "INSERT INTO artifact (type, media_type, manifest_media_type, project_id, "
-            "repository_id, repository_name, digest) VALUES ('IMAGE','m','m',1,1,'proj/app','m1')")
+            "INSERT INTO artifact (type, media_type, manifest_media_type, artifact_type, "
+            "project_id, repository_id, repository_name, digest) "
+            "VALUES ('IMAGE', 'm', 'm', 'm', 1, 1, 'proj/app', 'm1')")
         await conn.execute("INSERT INTO blob (digest, content_type, size, status) "
                            "VALUES ($1, 'b', 1000, 'none')", d1)
         await conn.execute("INSERT INTO artifact_blob (digest_af, digest_blob) VALUES ('m1', $1)",

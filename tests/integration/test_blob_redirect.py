@@ -110,14 +110,20 @@ async def test_membership_and_urls_are_cached(
     digest, _ = blob
     client = await gateway()
     path = f"/v2/library/a/blobs/{digest}"
+    token = signer.token("library/a")
     locations = set()
     for _ in range(5):
-        response = await client.get(path, headers=bearer(signer.token("library/a")),
-                                    allow_redirects=False)
+        response = await client.get(path, headers=bearer(token), allow_redirects=False)
         assert response.status == 307
         locations.add(response.headers["Location"])
     assert len(locations) == 1
     assert standin[0].count("HEAD", path) == 1
+    # Another token is confirmed with the registry once (one HEAD), then served from cache.
+    other = signer.token("library/a")
+    for _ in range(3):
+        response = await client.get(path, headers=bearer(other), allow_redirects=False)
+        assert response.headers["Location"] in locations
+    assert standin[0].count("HEAD", path) == 2
 
 
 NEGATIVE = {

@@ -229,13 +229,14 @@ async def test_delete_invalidates_membership_and_urls(
     client = await gateway()
     digest = next(iter(blobs))
     path = f"/v2/library/a/blobs/{digest}"
+    auth = bearer(signer)
     for _ in range(2):
-        assert (await client.get(path, headers=bearer(signer), allow_redirects=False)).status == 307
+        assert (await client.get(path, headers=auth, allow_redirects=False)).status == 307
     assert standin[0].count("HEAD", path) == 1  # cached
     deleted = await client.delete(path, headers=bearer(signer))
     assert deleted.status == 200  # the stand-in's echo accepted it
     del standin[0].blobs[("library/a", digest)]
-    response = await client.get(path, headers=bearer(signer), allow_redirects=False)
+    response = await client.get(path, headers=auth, allow_redirects=False)
     assert response.status == 404  # membership was checked again, and the registry said no
     assert standin[0].count("HEAD", path) == 2
 

@@ -43,8 +43,10 @@ def image(put_blob: Any, standin: Standin) -> list[str]:
     return digests
 
 
-async def pull(client: Any, signer: Signer, digests: list[str], name: str = "library/a") -> None:
-    headers = {"Authorization": f"Bearer {signer.token(name)}"}
+async def pull(client: Any, signer: Signer, digests: list[str], name: str = "library/a",
+               token: str | None = None) -> None:
+    """GET every blob with ``token`` (a new one by default), expecting redirects."""
+    headers = {"Authorization": f"Bearer {token or signer.token(name)}"}
     for digest in digests:
         response = await client.get(f"/v2/{name}/blobs/{digest}", headers=headers,
                                     allow_redirects=False)
@@ -62,13 +64,14 @@ async def test_manifest_pull_warms_membership_and_urls(
     gateway: GatewayFactory, signer: Signer, image: list[str], standin: Standin, scrape: Scrape
 ) -> None:
     client = await gateway()
-    headers = {"Authorization": f"Bearer {signer.token('library/a')}"}
+    token = signer.token("library/a")
+    headers = {"Authorization": f"Bearer {token}"}
     response = await client.get("/v2/library/a/manifests/v1", headers=headers)
     assert response.status == 200
     assert await response.read() == standin[0].manifests[("library/a", "v1")][1]
     await settle(client)
     before = await scrape(client)
-    await pull(client, signer, image)
+    await pull(client, signer, image, token=token)  # a pull's blob GETs use its token
     after = await scrape(client)
     heads = [r for r in standin[0].requests if r[0] == "HEAD"]
     assert heads == []  # no membership round trip for any of the four blobs

@@ -1,5 +1,7 @@
--- The subset of Harbor's schema (make/migrations/postgresql, as of Harbor 2.x) that
--- blobgate reads: same table and column names and types.
+-- The subset of Harbor's schema (make/migrations/postgresql, as of Harbor 2.11 and
+-- later) that blobgate reads: same table and column names, types and NOT NULLs.
+-- artifact.artifact_type is NOT NULL since 2.11 (0140_2.11.0); a deleted project is
+-- renamed <name>#<project_id> and flagged deleted, which frees its name.
 CREATE TABLE IF NOT EXISTS project (
   project_id SERIAL PRIMARY KEY NOT NULL,
   owner_id int NOT NULL,
@@ -54,6 +56,8 @@ CREATE TABLE IF NOT EXISTS artifact (
   pull_time timestamp,
   extra_attrs text,
   annotations jsonb,
+  icon varchar(255),
+  artifact_type varchar(255) NOT NULL,
   CONSTRAINT unique_artifact UNIQUE (repository_id, digest)
 );
 CREATE TABLE IF NOT EXISTS artifact_blob (

@@ -43,19 +43,30 @@ class StandIn:
     storage_auth: list[str | None] = field(default_factory=list)
     trickling: set[str] = field(default_factory=set)
     manifests: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
+    refused: set[str] = field(default_factory=set)  # valid tokens this registry refuses
+    head_delay_s: float = 0.0  # a blob HEAD answered this late
+    finalize_s: float = 0.0  # an upload PUT answered this long after its last byte
     first_chunk: asyncio.Event = field(default_factory=asyncio.Event)
     stream_ended_early: asyncio.Event = field(default_factory=asyncio.Event)
 
     def count(self, method: str, path: str) -> int:
         return sum(1 for m, p in self.requests if m == method and p == path)
 
+    def challenge(self, request: web.Request) -> web.Response | None:
+        """The registry's 401 for a request without a Bearer token or with a refused one."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme == "Bearer" and token not in self.refused:
+            return None
+        return web.json_response(
+            UNAUTHORIZED, status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="http://issuer/token",service="t"'},
+        )
+
     async def blob(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.raw_path))
-        if not request.headers.get("Authorization", "").startswith("Bearer "):
-            return web.json_response(
-                UNAUTHORIZED, status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="http://issuer/token",service="t"'},
-            )
+        refusal = self.challenge(request)
+        if refusal is not None:
+            return refusal
         if request.match_info["digest"] in self.trickling:
             return await self.trickle(request)
         data = self.blobs.get((request.match_info["name"], request.match_info["digest"]))
@@ -65,6 +76,8 @@ class StandIn:
         # server under another name).
         storage = f"{request.scheme}://localhost:{request.url.port}/storage/"
         digest = request.match_info["digest"]
+        if request.method == "HEAD":
+            await asyncio.sleep(self.head_delay_s)
         if request.method == "HEAD" and self.head_redirects:
             raise web.HTTPTemporaryRedirect(storage + digest)
         if request.method == "GET" and self.get_redirects:
@@ -83,6 +96,9 @@ class StandIn:
 
     async def manifest(self, request: web.Request) -> web.Response:
         self.requests.append((request.method, request.raw_path))
+        refusal = self.challenge(request)
+        if refusal is not None:
+            return refusal
         found = self.manifests.get((request.match_info["name"], request.match_info["ref"]))
         if found is None:
             return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN"}]}, status=404)
@@ -160,13 +176,26 @@ class StandIn:
             "Docker-Upload-UUID": "abc",
         })
 
+    async def finish_upload(self, request: web.Request) -> web.Response:
+        """An upload's final PUT: the body is read, then the registry takes its time."""
+        self.requests.append((request.method, request.raw_path))
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+        await asyncio.sleep(self.finalize_s)
+        return web.Response(status=201, headers={"Docker-Content-Digest":
+                                                 request.query.get("digest", ""),
+                                                 "X-Received-Bytes": str(size)})
+
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_route("PUT", "/v2/{name:.+}/blobs/uploads/{uuid}", self.finish_upload)
         app.router.add_route("*", "/v2/{name:.+}/blobs/uploads/", self.upload)
         app.router.add_route("HEAD", "/v2/{name:.+}/blobs/{digest}", self.blob)
         app.router.add_route("GET", "/v2/{name:.+}/blobs/{digest}", self.blob)
         app.router.add_route("GET", "/v2/", self.base)
         app.router.add_route("GET", "/v2/{name:.+}/manifests/{ref}", self.manifest)
+        app.router.add_route("HEAD", "/v2/{name:.+}/manifests/{ref}", self.manifest)
         app.router.add_route("*", "/storage/{digest}", self.storage)
         app.router.add_route("GET", "/slow", self.slow)
         app.router.add_route("GET", "/broken", self.broken)

@@ -75,8 +75,11 @@ class Signer:
         *,
         headers: dict[str, Any] | None = None,
         algorithm: str = "RS256",
+        drop: tuple[str, ...] = (),
         **overrides: Any,
     ) -> str:
-        """A signed token; ``headers`` replace the default ``kid`` header."""
+        """A signed token; ``headers`` replace the default ``kid`` header; claims named
+        in ``drop`` are left out."""
         hdrs = {"kid": self.kid} if headers is None else headers
-        return jwt.encode(self.claims(pull, **overrides), self.key, algorithm, headers=hdrs)
+        claims = {k: v for k, v in self.claims(pull, **overrides).items() if k not in drop}
+        return jwt.encode(claims, self.key, algorithm, headers=hdrs)

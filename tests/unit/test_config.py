@@ -74,6 +74,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("auth: {algorithms: [HS256]}", {}, "auth.algorithms", "'HS256' is not allowed"),
         ("auth: {algorithms: [none]}", {}, "auth.algorithms", "'none' is not allowed"),
         ("membership: {source: magic}", {}, "membership.source", "must be 'upstream'"),
+        ("auth: {refusal_ttl_s: -1}", {}, "auth.refusal_ttl_s", "between 0 and 600"),
+        ("upstream: {check_timeout_s: 0}", {}, "upstream.check_timeout_s", "must be positive"),
         ("log: {level: loud}", {}, "log.level", "must be one of"),
         ("server: {event_loop: fast}", {}, "server.event_loop",
          "must be one of asyncio, uvloop"),

@@ -91,7 +91,8 @@ class UpstreamConfig:
     """The registry blobgate fronts."""
 
     url: str = "http://harbor-core:80"
-    timeout_s: float = 30.0
+    timeout_s: float = 900.0
+    check_timeout_s: float = 5.0
     connect_timeout_s: float = 5.0
     max_connections: int = 256
     tls: ClientTLSConfig = field(default_factory=ClientTLSConfig)
@@ -99,6 +100,7 @@ class UpstreamConfig:
     def __post_init__(self) -> None:
         check_url(self.url, "url")
         check(self.timeout_s > 0, "timeout_s", "must be positive")
+        check(self.check_timeout_s > 0, "check_timeout_s", "must be positive")
         check(self.connect_timeout_s > 0, "connect_timeout_s", "must be positive")
         check(self.max_connections > 0, "max_connections", "must be positive")
 
@@ -115,9 +117,11 @@ class AuthConfig:
     token_cache_size: int = 100_000
     reload_interval_s: float = 10.0
     realm: str | None = None
+    refusal_ttl_s: float = 10.0
 
     def __post_init__(self) -> None:
         check(bool(self.issuer), "issuer", "must not be empty")
+        check(0 <= self.refusal_ttl_s <= 600, "refusal_ttl_s", "must be between 0 and 600")
         check(self.reload_interval_s >= 0, "reload_interval_s", "must not be negative")
         if self.realm is not None:
             check_url(self.realm, "realm")
