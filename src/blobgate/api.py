@@ -27,6 +27,7 @@ from blobgate.challenge import Challenge
 from blobgate.errors import (
     BlobUnknown,
     InvalidParameter,
+    NotInStorage,
     RegistryError,
     StorageError,
     StorageUnavailable,
@@ -162,13 +163,15 @@ class UrlApi:
         if member is REFUSED:
             raise Unauthorized("the registry refused this token", await self.challenge.header(
                 f"repository:{ref.name}:pull", "invalid_token"))
+        unknown = {"digest": digest, "error": {"code": "BLOB_UNKNOWN",
+                                               "message": "blob unknown to repository"}}
         if isinstance(member, Denied):
-            return {"digest": digest, "error": {"code": "BLOB_UNKNOWN",
-                                                "message": "blob unknown to repository"}}
+            return unknown
         try:
+            size = await self.blobs.stored_size(ref.digest)  # never a URL to nothing
             signed = await presigner.presign_blob(ref.digest, options)
-            size = member.size if member.size is not None else await self.blobs.learn_size(
-                ref, pull.authorization)
+        except NotInStorage:
+            return unknown
         except StorageError as exc:
             raise StorageUnavailable("storage unavailable", {"reason": exc.reason}) from None
         info_of(request).outcome = "url"

@@ -11,7 +11,6 @@ registry's own answer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,13 +19,13 @@ from aiohttp import web
 
 from blobgate.accesslog import INFO_KEY, RequestInfo
 from blobgate.cache import URLCache
-from blobgate.errors import RegistryError, StorageError
+from blobgate.errors import NotInStorage, RegistryError, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.gate import Denied, Gate, Pull
 from blobgate.membership import Member
 from blobgate.metrics import Stats
 from blobgate.proxy import client_host_header, first_forwarded, forward
-from blobgate.reference import BlobRef
+from blobgate.reference import BlobRef, Digest
 from blobgate.routing import Network, RoutingPolicy, client_address, in_networks
 from blobgate.signing import Presigner
 from blobgate.stream import API_VERSION, BlobSource, RangeNotSatisfiable, parse_range, serve
@@ -53,7 +52,6 @@ class BlobService:
     stats: Stats
     presign_host: str
     allow_gateway_host: bool
-    _background: set[asyncio.Task[None]] = field(default_factory=set)
     _logged_causes: set[str] = field(default_factory=set)
     _host_verdicts: dict[str, bool] = field(default_factory=dict)
 
@@ -80,11 +78,15 @@ class BlobService:
         if urls is not None:
             try:
                 signed = await urls.url_for(ref.digest)
+            except (NotInStorage, StorageUnchecked) as exc:  # never a redirect on faith
+                self._fell_back("not_in_storage" if isinstance(exc, NotInStorage)
+                                else "storage_unchecked", exc)
+                return await self._pass(request, info, "passthrough")
             except StorageError as exc:
                 self._fell_back("presign_failed", exc)
             else:
                 info.outcome = "redirect"
-                self._count_offload(ref, member, authorization[0])
+                self.stats.offloaded_bytes += signed.size or 0
                 return web.Response(status=307, headers={
                     "Location": signed.url,
                     "Docker-Content-Digest": ref.digest,
@@ -98,6 +100,11 @@ class BlobService:
             return self.urls
         address = client_address(request, self.policy.trusted)
         return self.urls if in_networks(address, self.cdn_bypass) else self.cdn_urls
+
+    async def stored_size(self, digest: Digest) -> int:
+        """The size of the blob's object in storage (``NotInStorage`` when it is not there)."""
+        assert self.urls is not None, "only a backend that presigns has objects to look at"
+        return await self.urls.presence.size(digest)
 
     def presigner_for(self, request: web.BaseRequest, custom: bool) -> Presigner:
         """The signer the URL API uses for this client (S3 when response headers are set)."""
@@ -155,7 +162,9 @@ class BlobService:
         cause = f"{reason}:{type(exc).__name__}:{getattr(exc, 'reason', '')}"
         if cause not in self._logged_causes:
             self._logged_causes.add(cause)
-            log.warning("falling back (%s): %s", reason, exc)
+            # A pull-through cache misses each blob once: expected, not a warning.
+            level = logging.INFO if reason == "not_in_storage" else logging.WARNING
+            log.log(level, "falling back (%s): %s", reason, exc)
 
     async def _head(
         self, request: web.BaseRequest, info: RequestInfo, ref: BlobRef, member: Member,
@@ -188,6 +197,7 @@ class BlobService:
         for urls in (self.urls, self.cdn_urls):
             if urls is not None:
                 urls.cache.pop(ref.digest)
+                urls.presence.missing.pop(ref.digest)
 
     def flush(self) -> dict[str, int]:
         """Drop every cached answer; returns how many entries each cache held."""
@@ -197,6 +207,7 @@ class BlobService:
         for name, urls in (("url", self.urls), ("cdn_url", self.cdn_urls)):
             if urls is not None:
                 caches[name] = urls.cache
+                caches["not_in_storage"] = urls.presence.missing
         sizes = {name: len(cache) for name, cache in caches.items()}
         for cache in caches.values():
             cache.clear()
@@ -207,24 +218,6 @@ class BlobService:
         size = await self.source.size(ref, authorization)
         self.gate.membership.remember(ref, Member(size))
         return size
-
-    def _count_offload(self, ref: BlobRef, member: Member, authorization: str) -> None:
-        """Add the blob's size to the offloaded bytes, learning it in the background if needed."""
-        if member.size is not None:
-            self.stats.offloaded_bytes += member.size
-            return
-
-        async def learn() -> None:
-            try:
-                size = await self.learn_size(ref, authorization)
-            except (StorageError, RegistryError) as exc:
-                log.info("size of a redirected blob unknown: %s", exc)
-                return
-            self.stats.offloaded_bytes += size  # not `+= await ...`: that reads before awaiting
-
-        task = asyncio.create_task(learn())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     def _shares_gateway_host(self, request: web.BaseRequest) -> bool:
         """True when the client's host is the presign host or a parent domain of it.

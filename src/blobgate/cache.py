@@ -1,36 +1,95 @@
-"""The presigned-URL cache: one signature per blob serves many pulls.
+"""The presigned-URL cache: one signature, and one look at storage, serve many pulls.
+
+Before a digest's first URL is signed, ``Presence`` asks storage whether the object is
+there (one ``HeadObject``), so a redirect always leads to bytes: a pull-through cache
+(Harbor proxy-cache projects, distribution's ``proxy.remoteurl``) holds a blob only
+after a client has pulled it through the registry once, and garbage collection removes
+objects behind blobgate's back. The answer is remembered with the URL (warm GETs make
+no storage call); "not there" is remembered for ``missing_ttl_s`` seconds only, so the
+request after the registry has stored the blob is redirected.
 
 An entry is handed out only while more than half of its URL's life is left (and never
 past the expiry of the credentials that signed it), so every client gets a URL with
 ample time to finish its download. URLs are per digest: repository access is checked
-before the cache is consulted.
+before the cache is consulted. Concurrent first requests for a digest share one look
+and one signature.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from blobgate.errors import NotInStorage, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import Digest
 from blobgate.signing import Presigner, SignedURL
 
 
-class URLCache:
-    """Caches presigned URLs per digest until half of their life is spent."""
+class Presence:
+    """Whether a blob's object is in storage, and its size; absences kept briefly."""
 
     def __init__(
-        self, presigner: Presigner, maxsize: int, clock: Callable[[], float] = time.time
+        self, stat: Callable[[Digest], Awaitable[int]], missing_ttl_s: float, maxsize: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stat = stat
+        self._missing_ttl_s = missing_ttl_s
+        self._clock = clock
+        self.missing: ExpiringCache[Digest, float] = ExpiringCache(
+            maxsize, lambda until: until, clock
+        )
+
+    async def size(self, digest: Digest) -> int:
+        """The object's size; ``NotInStorage`` when it is absent, ``StorageUnchecked``
+        when storage cannot say."""
+        if self.missing.get(digest) is not None:
+            raise NotInStorage(f"{digest} is not in storage (seen moments ago)", "missing")
+        try:
+            return await self._stat(digest)
+        except NotInStorage:
+            self.missing.put(digest, self._clock() + self._missing_ttl_s)
+            raise
+        except StorageError as exc:
+            raise StorageUnchecked(f"could not check storage: {exc}", exc.reason) from exc
+
+
+class URLCache:
+    """Caches presigned URLs (with the size storage reported) per digest until half of
+    their life is spent."""
+
+    def __init__(
+        self, presigner: Presigner, presence: Presence, maxsize: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.presigner = presigner
+        self.presence = presence
         self.cache: ExpiringCache[Digest, SignedURL] = ExpiringCache(
             maxsize, lambda signed: signed.hand_out_until, clock
         )
+        self._inflight: dict[Digest, asyncio.Task[SignedURL]] = {}
 
     async def url_for(self, digest: Digest) -> SignedURL:
-        """A cached URL with enough life left, or a newly signed one."""
+        """A cached URL with enough life left, or a newly signed one for an object that
+        storage has; raises ``NotInStorage``, ``StorageUnchecked`` or ``StorageError``."""
         signed = self.cache.get(digest)
-        if signed is None:
-            signed = await self.presigner.presign_blob(digest)
-            self.cache.put(digest, signed)
+        if signed is not None:
+            return signed
+        task = self._inflight.get(digest)
+        if task is None:
+            task = self._inflight[digest] = asyncio.ensure_future(self._sign(digest))
+            task.add_done_callback(lambda done: self._settled(digest, done))
+        return await asyncio.shield(task)
+
+    async def _sign(self, digest: Digest) -> SignedURL:
+        size = await self.presence.size(digest)
+        signed = dataclasses.replace(await self.presigner.presign_blob(digest), size=size)
+        self.cache.put(digest, signed)
         return signed
+
+    def _settled(self, digest: Digest, task: asyncio.Task[SignedURL]) -> None:
+        del self._inflight[digest]
+        if not task.cancelled():
+            task.exception()  # retrieved here too, in case every waiter went away

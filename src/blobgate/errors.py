@@ -8,6 +8,8 @@ so handlers deal with one family only::
     BlobgateError
     ├── ConfigError              bad configuration; names the key
     ├── StorageError             presigning or stat failed (the request falls back)
+    │   ├── NotInStorage         the object is not in storage (yet): no redirect to it
+    │   └── StorageUnchecked     storage could not say whether it is: no redirect either
     └── RegistryError            answered to the client as OCI error JSON
         ├── NameInvalid          400 NAME_INVALID
         ├── DigestInvalid        400 DIGEST_INVALID
@@ -47,6 +49,15 @@ class StorageError(BlobgateError):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class NotInStorage(StorageError):
+    """The blob's object is not in storage: a pull-through cache has not fetched it yet,
+    or garbage collection removed it. The registry must answer."""
+
+
+class StorageUnchecked(StorageError):
+    """Storage could not be asked whether the blob's object is there."""
 
 
 class RegistryError(BlobgateError):

@@ -19,7 +19,7 @@ from blobgate.api import UrlApi
 from blobgate.audit import Audit, PostgresAudit, open_audit
 from blobgate.auth import TokenVerifier
 from blobgate.blobs import BlobService
-from blobgate.cache import URLCache
+from blobgate.cache import Presence, URLCache
 from blobgate.cdn import CDNPresigner, KeyStore
 from blobgate.challenge import Challenge
 from blobgate.config import CDNConfig, Config
@@ -75,30 +75,35 @@ def _gate(
 async def _sources(
     cfg: Config, upstream: Upstream, stack: AsyncExitStack
 ) -> tuple[BlobSource, URLCache | None]:
-    chunk = cfg.storage.stream_chunk_bytes
-    if cfg.storage.backend == "proxy":
+    """Where bytes come from, and the URL cache when the backend presigns."""
+    storage = cfg.storage
+    if storage.backend == "proxy":
         return RegistryBlobs(upstream), None
-    s3 = await stack.enter_async_context(open_s3(cfg.storage.s3, chunk_bytes=chunk))
-    return s3, URLCache(s3, cfg.storage.url_cache_size)
+    s3 = await stack.enter_async_context(
+        open_s3(storage.s3, chunk_bytes=storage.stream_chunk_bytes))
+    presence = Presence(s3.stat, storage.missing_ttl_s, storage.url_cache_size)
+    return s3, URLCache(s3, presence, storage.url_cache_size)
 
 
-def _cdn(cfg: Config, watchers: list[FileWatcher], stats: Stats) -> URLCache | None:
+def _cdn(cfg: Config, urls: URLCache | None, watchers: list[FileWatcher], stats: Stats
+         ) -> URLCache | None:
+    """CloudFront URLs for the objects ``urls`` checks the presence of."""
     cdn = cfg.storage.cdn
-    if not cdn.enabled:
+    if not cdn.enabled or urls is None:
         return None
     keys = KeyStore(Path(cdn.private_key_file), cdn.base_url or "", _key_pair_id(cdn))
-    urls = URLCache(CDNPresigner(keys, cfg.storage.s3.rootdirectory, cdn.expires_s),
-                    cfg.storage.url_cache_size)
+    cdn_urls = URLCache(CDNPresigner(keys, cfg.storage.s3.rootdirectory, cdn.expires_s),
+                        urls.presence, cfg.storage.url_cache_size)
 
     def reload() -> None:
         keys.reload(_key_pair_id(cdn))
-        urls.cache.clear()  # URLs signed with the old key may stop working with it
+        cdn_urls.cache.clear()  # URLs signed with the old key may stop working with it
 
     paths = [Path(cdn.private_key_file), *([Path(cdn.key_pair_id_file)]
                                            if cdn.key_pair_id_file else [])]
     if cdn.reload_interval_s > 0:
         watchers.append(FileWatcher("cdn_key", paths, reload, stats, cdn.reload_interval_s))
-    return urls
+    return cdn_urls
 
 
 def _key_pair_id(cdn: CDNConfig) -> str:
@@ -136,7 +141,7 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats) -> AsyncIt
             gate=gate,
             source=source,
             urls=urls,
-            cdn_urls=_cdn(cfg, watchers, stats),
+            cdn_urls=_cdn(cfg, urls, watchers, stats),
             cdn_bypass=parse_networks(cfg.storage.cdn.bypass_networks),
             policy=RoutingPolicy(cfg.routing),
             upstream=upstream,
@@ -148,6 +153,8 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats) -> AsyncIt
                             confirmation=gate.confirmations.cache)
         stats.caches.update({name: c.cache for name, c in (("url", urls),
                                                           ("cdn_url", blobs.cdn_urls)) if c})
+        if urls is not None:
+            stats.caches["not_in_storage"] = urls.presence.missing
         for watcher in watchers:
             stack.callback(asyncio.create_task(watcher.run()).cancel)
         api = None

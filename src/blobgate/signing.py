@@ -15,11 +15,13 @@ from blobgate.reference import Digest
 
 @dataclass(frozen=True, slots=True)
 class SignedURL:
-    """A signed URL and the window in which it works."""
+    """A signed URL and the window in which it works (and the object's size, once
+    storage has been asked)."""
 
     url: str
     signed_at: float
     expires_at: float
+    size: int | None = None
 
     @property
     def hand_out_until(self) -> float:

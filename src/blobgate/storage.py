@@ -24,7 +24,7 @@ from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from blobgate.config import SIGV4_MAX_EXPIRES_S, S3Config
-from blobgate.errors import StorageError
+from blobgate.errors import NotInStorage, StorageError
 from blobgate.reference import BlobRef, Digest, storage_key
 from blobgate.signing import DEFAULT_OPTIONS, SignedURL, URLOptions
 from blobgate.sigv4 import Credentials, QuerySigner
@@ -32,6 +32,7 @@ from blobgate.stream import Span
 
 log = logging.getLogger(__name__)
 
+_ABSENT = frozenset({"404", "NoSuchKey", "NotFound"})  # HeadObject has no body: code 404
 _BOTOCORE_NAMES = {"response-content-disposition": "ResponseContentDisposition",
                    "response-cache-control": "ResponseCacheControl"}
 
@@ -133,10 +134,18 @@ class S3Storage:
 
     async def size(self, ref: BlobRef, authorization: str) -> int:
         """The blob's size in bytes, from S3 (one HeadObject)."""
-        key = storage_key(self._cfg.rootdirectory, ref.digest)
+        return await self.stat(ref.digest)
+
+    async def stat(self, digest: Digest) -> int:
+        """The size of the blob's object (one HeadObject); ``NotInStorage`` if absent."""
+        key = storage_key(self._cfg.rootdirectory, digest)
         try:
             head = await self._api.head_object(Bucket=self._cfg.bucket, Key=key)
-        except (BotoCoreError, ClientError) as exc:
+        except ClientError as exc:
+            if _reason(exc) in _ABSENT:
+                raise NotInStorage(f"{key} is not in the bucket", "missing") from exc
+            raise StorageError(f"head_object failed: {exc}", _reason(exc)) from exc
+        except BotoCoreError as exc:
             raise StorageError(f"head_object failed: {exc}", _reason(exc)) from exc
         size: int = head["ContentLength"]
         return size

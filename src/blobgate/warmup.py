@@ -2,9 +2,11 @@
 
 When a client whose token grants pull on ``<name>`` receives an image manifest from
 the registry (a ``GET`` answered ``200``), every config and layer blob the manifest lists
-is in ``<name>``: the registry refused the manifest at push time otherwise. Those
-digests are recorded as members and their URLs presigned in the background, so the
-blob GETs that follow are answered from cache. Only upstream answers count (never what
+is in ``<name>``: the registry refused the manifest at push time otherwise. In the
+background each digest's object is looked up in storage and its URL presigned (the
+URL cache's one look per digest); only then is it recorded as a member, so a
+pull-through cache that has not fetched a blob yet keeps serving it itself. The blob
+GETs that follow are answered from cache. Only upstream answers count (never what
 a client uploads); manifest lists and indexes are skipped (they name manifests, not
 blobs); work per manifest is bounded; layers with external ``urls`` are skipped.
 """
@@ -22,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from blobgate.blobs import BlobService
-from blobgate.errors import BlobgateError
+from blobgate.errors import BlobgateError, NotInStorage
 from blobgate.expiring import ExpiringCache
 from blobgate.gate import Pull
 from blobgate.membership import Member
@@ -93,21 +95,19 @@ class ManifestWarmer:
         return ManifestObserver(self, pull.name)
 
     def warm(self, name: str, blobs: dict[str, int | None], manifest: str | None = None) -> None:
-        """Record ``blobs`` (digest: size) as members of ``name``; presign in the background."""
+        """Record ``blobs`` (digest: size) as members of ``name`` once storage has them."""
         members: dict[BlobRef, Member] = {}
         for digest, size in blobs.items():
             with contextlib.suppress(BlobgateError):
                 members[parse_blob(name, digest)] = Member(size=size)
-        refs = list(members)
         with contextlib.suppress(BlobgateError):
             if manifest is not None:
-                self._learnt.put(parse_blob(name, manifest), tuple(refs))
-        known = self.blobs.gate.membership.cache
-        for ref, member in members.items():
-            if known.peek(ref) is None:
-                self.blobs.gate.membership.remember(ref, member)
-        if refs and self.blobs.urls is not None:
-            task = asyncio.create_task(self._presign(refs))
+                self._learnt.put(parse_blob(name, manifest), tuple(members))
+        if self.blobs.urls is None:  # bytes come from the registry, which has them all
+            for ref, member in members.items():
+                self._record(ref, member)
+        elif members:
+            task = asyncio.create_task(self._check(members))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -118,15 +118,22 @@ class ManifestWarmer:
         return learnt
 
     async def wait(self) -> None:
-        """Until the presigning started so far has finished."""
+        """Until the checks started so far have finished."""
         await asyncio.gather(*self._tasks)
 
-    async def _presign(self, refs: list[BlobRef]) -> None:
+    async def _check(self, members: dict[BlobRef, Member]) -> None:
         urls = self.blobs.urls
         assert urls is not None
-        for ref in refs:
+        for ref, member in members.items():
             try:
-                await urls.url_for(ref.digest)
+                signed = await urls.url_for(ref.digest)
+            except NotInStorage:
+                continue  # the registry still fetches it: its blob GET will pass through
             except BlobgateError as exc:
-                log.info("warm-up presign failed: %s", exc)
+                log.info("warm-up stopped: %s", exc)
                 return
+            self._record(ref, Member(member.size if member.size is not None else signed.size))
+
+    def _record(self, ref: BlobRef, member: Member) -> None:
+        if self.blobs.gate.membership.cache.peek(ref) is None:
+            self.blobs.gate.membership.remember(ref, member)

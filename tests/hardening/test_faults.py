@@ -346,24 +346,26 @@ async def test_s3_endpoint_down_never_gives_a_5xx(
     gateway: GatewayFactory, signer: Signer, blob: tuple[str, bytes], standin: Standin,
     scrape: Scrape,
 ) -> None:
-    """Observed: presigning is an offline computation, so a redirected blob GET still gets
-    its 307 to the unreachable endpoint (blobgate cannot know S3 is down; the client's
-    download then fails against S3). Where blobgate itself needs S3 (the size for a HEAD
-    or a streamed GET) it falls back to the registry. Never a 5xx."""
+    """Before a digest's first redirect blobgate looks the object up in S3; with S3 down
+    it cannot, so it redirects nowhere and the registry answers (never a redirect on
+    faith). Where blobgate itself needs S3 (the size for a HEAD or a streamed GET) it
+    falls back to the registry too. Never a 5xx."""
     dead = f"http://localhost:{free_port()}"  # not the gateway's host: redirects allowed
     client = await gateway(storage=StorageConfig(s3=S3Config(bucket=BUCKET, endpoint_url=dead)))
     path = f"/v2/library/a/blobs/{blob[0]}"
     token = signer.token("library/a")
     get = await bounded(exchange(client.port, "GET", path, bearer(token)))
-    assert get.status == 307
-    assert (get.header("Location") or "").startswith(dead)
+    assert get.status == 200  # the registry's own answer, with the bytes
+    assert get.body == blob[1]
+    assert get.header("Location") is None
     # The stand-in answered membership with a storage redirect (no size): the HEAD needs
     # the size from S3, cannot get it, and is passed through: the registry's own answer.
     head = await bounded(exchange(client.port, "HEAD", path, bearer(token)))
     assert head.status < 500
-    assert head.header("Location") != get.header("Location")
+    assert (head.header("Location") or "").find(dead) == -1
     assert standin[0].count("HEAD", path) == 2  # membership, then the HEAD passed through
     metrics = await scrape(client)
+    assert metrics['blobgate_fallbacks_total{reason="storage_unchecked"}'] == 1
     assert metrics['blobgate_fallbacks_total{reason="size_unknown"}'] == 1
 
 

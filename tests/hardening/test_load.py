@@ -321,8 +321,9 @@ class CountingRegistry:
 
 
 async def test_max_connections_bounds_upstream_connections(
-    gateway: GatewayFactory, signer: Signer,
+    gateway: GatewayFactory, signer: Signer, put_blob: Callable[..., str],
 ) -> None:
+    digests = [put_blob(f"blob {i}".encode()) for i in range(60)]  # in S3: redirectable
     registry = CountingRegistry()
     server = await asyncio.start_server(registry.handle, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
@@ -332,7 +333,7 @@ async def test_max_connections_bounds_upstream_connections(
 
         async def one(i: int) -> int:
             if i % 2:
-                path = f"/v2/library/a/blobs/sha256:{i:064x}"  # a membership HEAD upstream
+                path = f"/v2/library/a/blobs/{digests[i]}"  # a membership HEAD upstream
                 response = await client.get(path, headers={"Authorization": f"Bearer {token}"},
                                             allow_redirects=False)
             else:

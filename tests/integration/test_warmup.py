@@ -77,9 +77,11 @@ async def test_manifest_pull_warms_membership_and_urls(
     assert heads == []  # no membership round trip for any of the four blobs
     url_hits = 'blobgate_cache_requests_total{cache="url",result="hit"}'
     assert after[url_hits] - before.get(url_hits, 0) == 4  # all URLs presigned in advance
-    # Offloaded bytes come from the sizes the manifest declares (1 each here): no S3 lookup.
+    # Offloaded bytes are the objects' sizes, which the warm-up's one look at S3 per digest
+    # found (500 each); the blob GETs themselves made no S3 request.
     offloaded = "blobgate_offloaded_bytes_total{}"
-    assert after[offloaded] - before.get(offloaded, 0) == 4
+    assert after[offloaded] - before.get(offloaded, 0) == 4 * 500
+    assert after == after | {'blobgate_cache_entries{cache="url"}': 4.0}
 
 
 @pytest.mark.parametrize("case", ["no-pull-grant", "index", "not-found", "upload"])

@@ -45,7 +45,7 @@ class StandIn:
     manifests: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
     refused: set[str] = field(default_factory=set)  # valid tokens this registry refuses
     head_delay_s: float = 0.0  # a blob HEAD answered this late
-    finalize_s: float = 0.0  # an upload PUT answered this long after its last byte
+    finalize_s: float = 0.0  # echoed requests answered this long after their last byte
     first_chunk: asyncio.Event = field(default_factory=asyncio.Event)
     stream_ended_early: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -138,6 +138,7 @@ class StandIn:
                 self.first_chunk.set()
             size += len(chunk)
             digest.update(chunk)
+        await asyncio.sleep(self.finalize_s)
         summary = {
             "method": request.method,
             "path": request.raw_path,
@@ -176,20 +177,8 @@ class StandIn:
             "Docker-Upload-UUID": "abc",
         })
 
-    async def finish_upload(self, request: web.Request) -> web.Response:
-        """An upload's final PUT: the body is read, then the registry takes its time."""
-        self.requests.append((request.method, request.raw_path))
-        size = 0
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-        await asyncio.sleep(self.finalize_s)
-        return web.Response(status=201, headers={"Docker-Content-Digest":
-                                                 request.query.get("digest", ""),
-                                                 "X-Received-Bytes": str(size)})
-
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_route("PUT", "/v2/{name:.+}/blobs/uploads/{uuid}", self.finish_upload)
         app.router.add_route("*", "/v2/{name:.+}/blobs/uploads/", self.upload)
         app.router.add_route("HEAD", "/v2/{name:.+}/blobs/{digest}", self.blob)
         app.router.add_route("GET", "/v2/{name:.+}/blobs/{digest}", self.blob)

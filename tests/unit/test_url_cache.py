@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from typing import Any
 
@@ -9,8 +10,9 @@ import pytest
 from aiobotocore.credentials import AioRefreshableCredentials
 from aiobotocore.session import AioSession
 
-from blobgate.cache import URLCache
+from blobgate.cache import Presence, URLCache
 from blobgate.config import S3Config
+from blobgate.errors import NotInStorage, StorageError, StorageUnchecked
 from blobgate.reference import Digest
 from blobgate.storage import SignedURL, open_s3, presign_host
 
@@ -29,17 +31,77 @@ class CountingPresigner:
         return SignedURL(f"https://s3/{digest}?n={self.calls}", now, now + self.life)
 
 
+class Storage:
+    """Answers stat calls from ``objects`` (digest: size); ``down`` makes them fail."""
+
+    def __init__(self, objects: dict[Digest, int]) -> None:
+        self.objects, self.calls, self.down = objects, 0, False
+
+    async def stat(self, digest: Digest) -> int:
+        self.calls += 1
+        await asyncio.sleep(0)
+        if self.down:
+            raise StorageError("endpoint unreachable", "EndpointConnectionError")
+        if digest not in self.objects:
+            raise NotInStorage("absent", "missing")
+        return self.objects[digest]
+
+
+def url_cache(clock: list[float], storage: Storage, life: float = 1200
+              ) -> tuple[URLCache, CountingPresigner]:
+    presigner = CountingPresigner(clock, life)
+    presence = Presence(storage.stat, missing_ttl_s=5, maxsize=10, clock=lambda: clock[0])
+    return URLCache(presigner, presence, maxsize=10, clock=lambda: clock[0]), presigner
+
+
 async def test_url_is_reused_until_half_its_life_then_resigned() -> None:
-    clock = [1000.0]
-    presigner = CountingPresigner(clock, life=1200)
-    cache = URLCache(presigner, maxsize=10, clock=lambda: clock[0])
+    clock, storage = [1000.0], Storage({DIGEST: 42})
+    cache, presigner = url_cache(clock, storage)
     first = await cache.url_for(DIGEST)
+    assert first.size == 42
     clock[0] += 599
     assert await cache.url_for(DIGEST) is first
     clock[0] += 2
     second = await cache.url_for(DIGEST)
     assert second is not first
     assert presigner.calls == 2
+    assert storage.calls == 2  # one look at storage per URL life
+
+
+async def test_concurrent_first_requests_share_one_look_and_one_signature() -> None:
+    clock, storage = [1000.0], Storage({DIGEST: 42})
+    cache, presigner = url_cache(clock, storage)
+    urls = await asyncio.gather(*(cache.url_for(DIGEST) for _ in range(20)))
+    assert len({u.url for u in urls}) == 1
+    assert (storage.calls, presigner.calls) == (1, 1)
+
+
+async def test_an_absent_object_gets_no_url_and_is_looked_at_again_after_a_while() -> None:
+    clock, storage = [1000.0], Storage({})
+    cache, presigner = url_cache(clock, storage)
+    for _ in range(3):
+        with pytest.raises(NotInStorage):
+            await cache.url_for(DIGEST)
+    assert storage.calls == 1  # the absence is remembered...
+    storage.objects[DIGEST] = 7  # ...while the pull-through cache stores the blob
+    clock[0] += 4.9
+    with pytest.raises(NotInStorage):
+        await cache.url_for(DIGEST)
+    clock[0] += 0.2
+    assert (await cache.url_for(DIGEST)).size == 7  # ...for a few seconds only
+    assert (storage.calls, presigner.calls) == (2, 1)
+
+
+async def test_storage_that_cannot_answer_gives_no_url_and_is_asked_again() -> None:
+    clock, storage = [1000.0], Storage({DIGEST: 42})
+    storage.down = True
+    cache, presigner = url_cache(clock, storage)
+    for _ in range(2):
+        with pytest.raises(StorageUnchecked):
+            await cache.url_for(DIGEST)
+    assert (storage.calls, presigner.calls) == (2, 0)
+    storage.down = False
+    assert (await cache.url_for(DIGEST)).size == 42
 
 
 def _sts_session(expiry: datetime.datetime) -> AioSession:

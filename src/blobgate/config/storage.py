@@ -76,6 +76,7 @@ class StorageConfig:
 
     backend: str = "s3"
     url_cache_size: int = 100_000
+    missing_ttl_s: float = 5.0
     stream_chunk_bytes: int = 1 << 20
     s3: S3Config = field(default_factory=S3Config)
     cdn: CDNConfig = field(default_factory=CDNConfig)
@@ -83,6 +84,7 @@ class StorageConfig:
     def __post_init__(self) -> None:
         check(self.backend in ("s3", "proxy"), "backend", "must be 's3' or 'proxy'")
         check(self.url_cache_size > 0, "url_cache_size", "must be positive")
+        check(0 <= self.missing_ttl_s <= 300, "missing_ttl_s", "must be between 0 and 300")
         check(not (self.cdn.enabled and self.backend == "proxy"), "cdn.base_url",
               "a CDN needs storage.backend s3")
         check(4096 <= self.stream_chunk_bytes <= 16 << 20, "stream_chunk_bytes",

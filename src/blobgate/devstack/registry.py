@@ -44,19 +44,33 @@ class RegistryRequest:
 
 
 @dataclass(frozen=True)
+class Remote:
+    """Another registry a pull-through cache fetches from, and its credentials there."""
+
+    url: str
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
 class RegistryOptions:
-    """Tunables of the registry; ``redirect`` lets the registry itself redirect blob GETs."""
+    """Tunables of the registry; ``redirect`` lets the registry itself redirect blob GETs;
+    ``remote`` makes it a pull-through cache of that registry (``proxy.remoteurl``)."""
 
     rootdirectory: str = ""
     log_level: str = "info"
     redirect: bool = False
+    remote: Remote | None = None
 
 
 def registry_config(
     port: int, s3_server: s3.S3Server, bucket: str, auth: TokenAuth, options: RegistryOptions
 ) -> dict[str, Any]:
     """The registry's ``config.yml`` as a mapping."""
-    return {
+    proxy = {} if options.remote is None else {"proxy": {
+        "remoteurl": options.remote.url, "username": options.remote.username,
+        "password": options.remote.password}}
+    return proxy | {
         "version": 0.1,
         "log": {"level": options.log_level, "formatter": "json", "accesslog": {"disabled": True}},
         "storage": {

@@ -63,7 +63,7 @@ class Stack:
             self.signing = write_signing_files(workdir / "pki")
             self.issuer_url, self.tokens = self._start_issuer()
             self.registry = self._cleanup.enter_context(
-                Registry(workdir, self.s3, BUCKET, self._token_auth(), self.registry_options)
+                Registry(workdir, self.s3, BUCKET, self.token_auth(), self.registry_options)
             )
             self.gateway = GatewayProcess(workdir, gateway_config(self))
             self._cleanup.callback(self.gateway.stop)
@@ -89,7 +89,8 @@ class Stack:
         process.wait_http(f"{url}/token")
         return url, process
 
-    def _token_auth(self) -> TokenAuth:
+    def token_auth(self) -> TokenAuth:
+        """How a registry of this stack checks tokens (the stack's issuer and certificate)."""
         return TokenAuth(f"{self.issuer_url}/token", SERVICE, ISSUER, self.signing.cert_path)
 
     @property
