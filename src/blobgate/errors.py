@@ -15,6 +15,7 @@ so handlers deal with one family only::
         ├── DigestInvalid        400 DIGEST_INVALID
         ├── InvalidParameter     400 PARAMETER_INVALID (URL API)
         ├── Unauthorized         401 UNAUTHORIZED, with its own challenge (URL API)
+        ├── AccessDenied         403 DENIED: known caller, no pull grant (URL API)
         ├── BlobUnknown          404 BLOB_UNKNOWN (URL API)
         ├── UpstreamUnavailable  502 UNAVAILABLE
         ├── StorageUnavailable   503 UNAVAILABLE (URL API)
@@ -123,6 +124,13 @@ class Unauthorized(RegistryError):
 
     def headers(self) -> dict[str, str]:
         return {**super().headers(), "WWW-Authenticate": self.challenge}
+
+
+class AccessDenied(RegistryError):
+    """The caller is known (its credentials are valid) but may not have what it asked for."""
+
+    code = "DENIED"
+    status = 403
 
 
 class BlobUnknown(RegistryError):

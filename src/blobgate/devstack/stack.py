@@ -158,7 +158,7 @@ class Stack:
 def gateway_config(stack: Stack) -> dict[str, Any]:
     """blobgate's configuration for ``stack`` (listeners are placed by ``GatewayProcess``)."""
     return {
-        "upstream": {"url": stack.registry.url, "timeout_s": 30},
+        "upstream": {"url": stack.registry.url},
         "auth": {
             "issuer": ISSUER,
             "service": SERVICE,
