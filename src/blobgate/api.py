@@ -2,9 +2,13 @@
 scanners, air-gap exporters) that want the URL itself, one or many at a time.
 
 ``GET /api/v1/blobs/<digest>/url?repository=<name>&expires_in=&filename=&cache_control=``
-and ``POST /api/v1/blobs/urls`` with ``{"repository", "digests", "expires_in"}``. The
-token rules are those of blob pulls; this API is blobgate's own, so a missing or
-insufficient token gets blobgate's ``401`` with a challenge for the repository. Every URL
+and ``POST /api/v1/blobs/urls`` with ``{"repository", "digests", "expires_in"}``, and the
+seed's ``GET /api/v2.0/blobs/<digest>/url?expires_in=3600&repository=<name>`` answering
+``{"url", "expires_at"}`` (in front of Harbor, that path is otherwise Harbor's API).
+The caller needs pull on the repository (a Bearer token, or Basic credentials exchanged
+at the token service: ``callers``) and the blob must be in it and in storage; without a
+repository (seed endpoint only) the caller must be a system administrator. This API is
+blobgate's own, so refusals are blobgate's ``401``/``403`` with a challenge. Every URL
 handed out is written to the audit trail.
 """
 
@@ -21,9 +25,8 @@ from aiohttp import web
 
 from blobgate.accesslog import info_of
 from blobgate.audit import Audit, AuditRecord
-from blobgate.auth import bearer_token
 from blobgate.blobs import BlobService
-from blobgate.challenge import Challenge
+from blobgate.callers import Callers
 from blobgate.errors import (
     BlobUnknown,
     InvalidParameter,
@@ -34,24 +37,30 @@ from blobgate.errors import (
     Unauthorized,
 )
 from blobgate.gate import REFUSED, Denied, Pull
-from blobgate.reference import BlobRef, parse_blob, parse_name
+from blobgate.reference import BlobRef, Digest, parse_blob, parse_digest, parse_name
 from blobgate.signing import Presigner, URLOptions
 
-URL_PATH = re.compile(r"/api/v1/blobs/([^/]+)/url")
+URL_PATH = re.compile(r"/api/(v1|v2\.0)/blobs/([^/]+)/url")
 BATCH_PATH = "/api/v1/blobs/urls"
+SEED_DEFAULT_EXPIRES_S = 3600
+WEEK_S = 7 * 24 * 3600
 _SECONDS = re.compile(r"[0-9]{1,9}")
 _FILENAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
 _CACHE_CONTROL = re.compile(r"[A-Za-z0-9=, -]{1,200}")
+_UNKNOWN = {"code": "BLOB_UNKNOWN", "message": "blob unknown to repository"}
 
 
-def expires_in(text: str | None, default: int, limit: int) -> int:
-    """The requested URL life in seconds, within 1 .. ``limit``; else ``InvalidParameter``."""
-    allowed = f"expires_in must be a whole number of seconds from 1 to {limit}"
+def expires_in(text: str | None, default: int, limit: int, seed: bool = False) -> int:
+    """The requested URL life in seconds, within 1 .. ``limit``; else ``InvalidParameter``
+    (worded as the seed's design words it for its endpoint)."""
     if text is None:
         if limit < 1:
             raise InvalidParameter("the signing credentials have expired")
         return min(default, limit)
     if _SECONDS.fullmatch(text) is None or not 1 <= int(text) <= limit:
+        longest = "7 days" if limit == WEEK_S else f"{limit} seconds"
+        allowed = (f"expires_in must be between 1 second and {longest}" if seed
+                   else f"expires_in must be a whole number of seconds from 1 to {limit}")
         raise InvalidParameter(allowed, {"expires_in": text[:40]})
     return int(text)
 
@@ -68,10 +77,24 @@ class UrlApi:
 
     blobs: BlobService
     audit: Audit
-    challenge: Challenge
+    callers: Callers
     max_batch: int
     concurrency: int
     max_expires_s: int
+
+    async def route(self, request: web.BaseRequest, target: str) -> web.StreamResponse | None:
+        """The answer for an API request, or ``None`` when the path is not this API's."""
+        path = target.partition("?")[0]
+        match = URL_PATH.fullmatch(path)
+        if request.method == "GET" and match is not None:
+            info_of(request).route = "api"
+            if match[1] == "v1":
+                return await self.one(request, match[2])
+            return await self.seed(request, match[2])
+        if request.method == "POST" and path == BATCH_PATH:
+            info_of(request).route = "api"
+            return await self.batch(request)
+        return None
 
     async def one(self, request: web.BaseRequest, raw_digest: str) -> web.Response:
         """``GET /api/v1/blobs/<digest>/url``."""
@@ -86,10 +109,28 @@ class UrlApi:
             filename=_optional(query.get("filename"), _FILENAME, "filename"),
             cache_control=_optional(query.get("cache_control"), _CACHE_CONTROL, "cache_control"),
         )
-        entry = await self._sign(request, ref, pull, presigner, options)
-        if "error" in entry:
-            raise BlobUnknown("blob unknown to repository", {"digest": raw_digest[:200]})
-        return web.json_response(entry)
+        return web.json_response(_found(await self._sign(request, ref, pull, presigner,
+                                                         options)))
+
+    async def seed(self, request: web.BaseRequest, raw_digest: str) -> web.Response:
+        """``GET /api/v2.0/blobs/<digest>/url``: ``{"url", "expires_at"}``."""
+        query = request.query
+        digest = parse_digest(raw_digest)
+        presigner = self.blobs.presigner_for(request, custom=False)
+        options = URLOptions(expires_s=expires_in(query.get("expires_in"),
+                                                  SEED_DEFAULT_EXPIRES_S, self._limit(presigner),
+                                                  seed=True))
+        name = query.get("repository")
+        if name is None:
+            info = info_of(request)
+            info.user = await self.callers.administrator(request)
+            entry = await self._issue(request, digest, "", presigner, options)
+        else:
+            ref = parse_blob(name, raw_digest)
+            pull = await self._authorize(request, ref.name)
+            entry = await self._sign(request, ref, pull, presigner, options)
+        found = _found(entry)
+        return web.json_response({"url": found["url"], "expires_at": found["expires_at"]})
 
     async def batch(self, request: web.BaseRequest) -> web.Response:
         """``POST /api/v1/blobs/urls``."""
@@ -135,51 +176,48 @@ class UrlApi:
         return body
 
     async def _authorize(self, request: web.BaseRequest, name: str) -> Pull:
-        """The client's token, if it grants pull on ``name``."""
+        """The caller's pull grant on ``name`` (Bearer, or Basic exchanged for a token)."""
         info = info_of(request)
-        info.route, info.repository = "api", name
-        values = request.headers.getall("Authorization", [])
-        grant = self.blobs.gate.verifier.grant(values)
-        if grant is None or not grant.can_pull(name):
-            if grant is not None:
-                error: str | None = "insufficient_scope"
-            else:
-                error = "invalid_token" if bearer_token(values) is not None else None
-            raise Unauthorized("authentication required", await self.challenge.header(
-                f"repository:{name}:pull", error))
-        info.user = grant.subject
-        return Pull(values[0], grant, name, "blobs")
+        info.repository = name
+        pull = await self.callers.pull(request, name)
+        info.user = pull.grant.subject
+        return pull
 
-    async def _sign(
-        self,
-        request: web.BaseRequest,
-        ref: BlobRef,
-        pull: Pull,
-        presigner: Presigner,
-        options: URLOptions,
-    ) -> dict[str, Any]:
-        digest = str(ref.digest)
+    async def _sign(self, request: web.BaseRequest, ref: BlobRef, pull: Pull,
+                    presigner: Presigner, options: URLOptions) -> dict[str, Any]:
+        """A URL for ``ref`` if the gate admits the caller's token to it."""
         member = await self.blobs.gate.admit(ref, pull.authorization, pull.grant)
         if member is REFUSED:
-            raise Unauthorized("the registry refused this token", await self.challenge.header(
-                f"repository:{ref.name}:pull", "invalid_token"))
-        unknown = {"digest": digest, "error": {"code": "BLOB_UNKNOWN",
-                                               "message": "blob unknown to repository"}}
+            raise Unauthorized("the registry refused this token", await self.callers.challenge(
+                f"repository:{ref.name}:pull"))
         if isinstance(member, Denied):
-            return unknown
+            return {"digest": str(ref.digest), "error": _UNKNOWN}
+        return await self._issue(request, ref.digest, ref.name, presigner, options)
+
+    async def _issue(self, request: web.BaseRequest, digest: Digest, repository: str,
+                     presigner: Presigner, options: URLOptions) -> dict[str, Any]:
+        """A URL for a blob that is in storage, recorded in the audit trail."""
         try:
-            size = await self.blobs.stored_size(ref.digest)  # never a URL to nothing
-            signed = await presigner.presign_blob(ref.digest, options)
+            size = await self.blobs.stored_size(digest)  # never a URL to nothing
+            signed = await presigner.presign_blob(digest, options)
         except NotInStorage:
-            return unknown
+            return {"digest": str(digest), "error": _UNKNOWN}
         except StorageError as exc:
             raise StorageUnavailable("storage unavailable", {"reason": exc.reason}) from None
-        info_of(request).outcome = "url"
+        info = info_of(request)
+        info.outcome = "url"
         self.audit.submit(AuditRecord(
-            at=datetime.now(UTC), user_name=info_of(request).user or "", repository=ref.name,
-            digest=digest, method=request.method, outcome="url", status=200,
+            at=datetime.now(UTC), user_name=info.user or "", repository=repository,
+            digest=str(digest), method=request.method, outcome="url", status=200,
             client=request.remote or "",
         ))
         expires = datetime.fromtimestamp(signed.expires_at, UTC).isoformat(timespec="seconds")
-        return {"digest": digest, "url": signed.url, "size": size,
+        return {"digest": str(digest), "url": signed.url, "size": size,
                 "expires_at": expires.replace("+00:00", "Z")}
+
+
+def _found(entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` when it holds a URL; else the 404 its error stands for."""
+    if "error" in entry:
+        raise BlobUnknown("blob unknown to repository", {"digest": entry["digest"][:200]})
+    return entry

@@ -2,7 +2,7 @@
 how it is served.
 
 A regular expression on the raw path picks one of three paths: a blob GET/HEAD goes to
-``BlobService``, ``/api/v1/`` to the URL API, anything else to the pass-through proxy.
+``BlobService``, the URL API's paths to ``UrlApi``, anything else to the pass-through proxy.
 The registry's answers to a token's manifest and tag requests tell the gate what the
 registry makes of that token; an image manifest may go to the warmer; a successful
 ``DELETE`` invalidates what blobgate cached. The ``web.Application`` holds
@@ -21,7 +21,6 @@ from typing import Any
 from aiohttp import web
 
 from blobgate.accesslog import info_of
-from blobgate.api import BATCH_PATH, URL_PATH, UrlApi
 from blobgate.audit import AUDIT
 from blobgate.config import Config
 from blobgate.errors import BlobgateError, ConfigError, RegistryError
@@ -67,16 +66,6 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[SERVICES] = services
         app[AUDIT] = services.audit  # read by the access-log hook
         yield
-
-
-async def _api(request: web.BaseRequest, api: UrlApi, target: str) -> web.StreamResponse | None:
-    path = target.partition("?")[0]
-    match = URL_PATH.fullmatch(path)
-    if request.method == "GET" and match is not None:
-        return await api.one(request, match[1])
-    if request.method == "POST" and path == BATCH_PATH:
-        return await api.batch(request)
-    return None
 
 
 def _deleted(target: str) -> BlobRef | None:
@@ -140,8 +129,8 @@ def _blob_of(request: web.BaseRequest, target: str) -> BlobRef | None:
 async def _other(request: web.BaseRequest, services: Services, target: str
                  ) -> web.StreamResponse:
     """The URL API, or the registry's own answer."""
-    if services.api is not None and target.startswith("/api/v1/"):
-        answer = await _api(request, services.api, target)
+    if services.api is not None and target.startswith("/api/"):
+        answer = await services.api.route(request, target)
         if answer is not None:
             return answer
     gate, warmer = services.blobs.gate, services.warmer

@@ -25,12 +25,16 @@ class Challenge:
 
     async def header(self, scope: str, error: str | None = None) -> str:
         """The challenge for ``scope`` (e.g. ``repository:a/b:pull``)."""
-        realm = self._realm or await self._learn()
+        realm = await self.realm()
         parts = [f'realm="{realm}"'] if realm else []
         parts += [f'service="{self._service}"', f'scope="{scope}"']
         if error is not None:
             parts.append(f'error="{error}"')
         return "Bearer " + ",".join(parts)
+
+    async def realm(self) -> str | None:
+        """The token service's URL: configured, or learnt from the registry (once)."""
+        return self._realm or await self._learn()
 
     async def _learn(self) -> str | None:
         try:

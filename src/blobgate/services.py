@@ -20,6 +20,7 @@ from blobgate.audit import Audit, PostgresAudit, open_audit
 from blobgate.auth import TokenVerifier
 from blobgate.blobs import BlobService
 from blobgate.cache import Presence, URLCache
+from blobgate.callers import Callers
 from blobgate.cdn import CDNPresigner, KeyStore
 from blobgate.challenge import Challenge
 from blobgate.config import CDNConfig, Config
@@ -160,7 +161,10 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats) -> AsyncIt
         api = None
         if cfg.api.enabled and urls is not None:
             challenge = Challenge(cfg.auth.realm, cfg.auth.service, upstream)
-            api = UrlApi(blobs, audit, challenge, cfg.api.max_batch, cfg.api.concurrency,
+            callers = Callers(verifier, upstream, challenge, cfg.auth.service,
+                              cfg.auth.refusal_ttl_s, cfg.auth.token_cache_size)
+            stats.caches["credential_exchange"] = callers.exchanges
+            api = UrlApi(blobs, audit, callers, cfg.api.max_batch, cfg.api.concurrency,
                          cfg.api.max_expires_s)
         warmer = None
         if cfg.membership.warm_from_manifests:

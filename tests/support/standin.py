@@ -8,6 +8,7 @@ a few routes for proxy behaviour: echo, slow, broken, gzip and absolute Location
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import re
@@ -45,6 +46,7 @@ class StandIn:
     manifests: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)
     refused: set[str] = field(default_factory=set)  # valid tokens this registry refuses
     head_delay_s: float = 0.0  # a blob HEAD answered this late
+    users: dict[str, tuple[str, bool]] = field(default_factory=dict)  # Harbor: password, admin?
     finalize_s: float = 0.0  # echoed requests answered this long after their last byte
     first_chunk: asyncio.Event = field(default_factory=asyncio.Event)
     stream_ended_early: asyncio.Event = field(default_factory=asyncio.Event)
@@ -177,8 +179,20 @@ class StandIn:
             "Docker-Upload-UUID": "abc",
         })
 
+    async def current_user(self, request: web.Request) -> web.Response:
+        """Harbor's ``GET /api/v2.0/users/current`` for Basic credentials."""
+        self.requests.append((request.method, request.raw_path))
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            username, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            known = self.users.get(username)
+            if known is not None and known[0] == password:
+                return web.json_response({"username": username, "sysadmin_flag": known[1]})
+        return web.json_response(UNAUTHORIZED, status=401)
+
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_route("GET", "/api/v2.0/users/current", self.current_user)
         app.router.add_route("*", "/v2/{name:.+}/blobs/uploads/", self.upload)
         app.router.add_route("HEAD", "/v2/{name:.+}/blobs/{digest}", self.blob)
         app.router.add_route("GET", "/v2/{name:.+}/blobs/{digest}", self.blob)
