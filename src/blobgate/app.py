@@ -81,13 +81,12 @@ def _deleted(target: str) -> BlobRef | None:
 
 
 def invalidate(services: Services, target: str) -> None:
-    """Forget what a successful DELETE of a blob or manifest made stale."""
+    """Forget what a successful DELETE of a blob or manifest made stale, on every replica."""
     ref = _deleted(target)
     if ref is None:
         return
     learnt = services.warmer.forget(ref) if services.warmer is not None else ()
-    for each in (ref, *learnt):
-        services.blobs.forget(each)
+    services.replicas.forget((ref, *learnt))
 
 
 class Dispatcher:

@@ -191,23 +191,25 @@ class BlobService:
         await response.prepare(request)
         return response
 
+    def url_caches(self) -> tuple[URLCache, ...]:
+        """The URL caches in use (S3, and CloudFront when configured)."""
+        return tuple(urls for urls in (self.urls, self.cdn_urls) if urls is not None)
+
     def forget(self, ref: BlobRef) -> None:
-        """Drop the cached membership of ``ref`` and the cached URLs of its digest."""
+        """Drop the cached membership of ``ref`` and the cached URLs of its digest (here)."""
         self.gate.membership.cache.pop(ref)
-        for urls in (self.urls, self.cdn_urls):
-            if urls is not None:
-                urls.cache.pop(ref.digest)
-                urls.presence.missing.pop(ref.digest)
+        for urls in self.url_caches():
+            urls.cache.pop(ref.digest)
+            urls.presence.missing.pop(ref.digest)
 
     def flush(self) -> dict[str, int]:
-        """Drop every cached answer; returns how many entries each cache held."""
+        """Drop every cached answer (here); returns how many entries each cache held."""
         caches: dict[str, ExpiringCache[Any, Any]] = {
             "token": self.gate.verifier.cache, "membership": self.gate.membership.cache,
             "confirmation": self.gate.confirmations.cache}
-        for name, urls in (("url", self.urls), ("cdn_url", self.cdn_urls)):
-            if urls is not None:
-                caches[name] = urls.cache
-                caches["not_in_storage"] = urls.presence.missing
+        for urls in self.url_caches():
+            caches[urls.name] = urls.cache
+            caches["not_in_storage"] = urls.presence.missing
         sizes = {name: len(cache) for name, cache in caches.items()}
         for cache in caches.values():
             cache.clear()

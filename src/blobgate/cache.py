@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import Awaitable, Callable
 
 from blobgate.errors import NotInStorage, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import Digest
+from blobgate.shared import Shared
 from blobgate.signing import Presigner, SignedURL
 
 
@@ -58,14 +60,19 @@ class Presence:
 
 class URLCache:
     """Caches presigned URLs (with the size storage reported) per digest until half of
-    their life is spent."""
+    their life is spent; with ``shared``, also in the replicas' Redis under ``name``
+    (looked up there before storage is asked and a URL signed)."""
 
     def __init__(
         self, presigner: Presigner, presence: Presence, maxsize: int,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, shared: Shared | None = None,
+        name: str = "url",
     ) -> None:
         self.presigner = presigner
         self.presence = presence
+        self.name = name
+        self._shared = shared
+        self._clock = clock
         self.cache: ExpiringCache[Digest, SignedURL] = ExpiringCache(
             maxsize, lambda signed: signed.hand_out_until, clock
         )
@@ -84,10 +91,26 @@ class URLCache:
         return await asyncio.shield(task)
 
     async def _sign(self, digest: Digest) -> SignedURL:
-        size = await self.presence.size(digest)
-        signed = dataclasses.replace(await self.presigner.presign_blob(digest), size=size)
+        signed = await self._recall(digest)
+        if signed is None:
+            size = await self.presence.size(digest)
+            signed = dataclasses.replace(await self.presigner.presign_blob(digest), size=size)
+            if self._shared is not None:
+                self._shared.put(self.name, digest, json.dumps(dataclasses.asdict(signed)),
+                                 signed.hand_out_until - self._clock())
         self.cache.put(digest, signed)
         return signed
+
+    async def _recall(self, digest: Digest) -> SignedURL | None:
+        """A URL another replica signed, while it may still be handed out."""
+        if self._shared is None:
+            return None
+        value = await self._shared.get(self.name, digest)
+        try:
+            signed = SignedURL(**json.loads(value)) if value is not None else None
+        except (TypeError, ValueError):
+            return None
+        return signed if signed is not None and signed.hand_out_until > self._clock() else None
 
     def _settled(self, digest: Digest, task: asyncio.Task[SignedURL]) -> None:
         del self._inflight[digest]

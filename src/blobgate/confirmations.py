@@ -11,6 +11,8 @@ membership ``HEAD`` blobgate sends with the token when it has nothing else to go
 An acceptance is kept per (``Authorization`` value, repository) until the token expires
 or ``ttl_s`` passes, whichever is first; a refusal (``401``/``403``) replaces it and is
 kept for ``refusal_ttl_s``, so a refused token cannot make blobgate ask again and again.
+With ``shared``, verdicts are also kept in the replicas' Redis (keyed by a hash of the
+token), so a pull whose manifest request reached another replica costs nothing here.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from blobgate.expiring import ExpiringCache
+from blobgate.shared import VERDICTS, Shared, token_key
 
 REFUSED_STATUSES = frozenset({401, 403})
 
@@ -28,11 +31,12 @@ class Confirmations:
 
     def __init__(
         self, ttl_s: float, refusal_ttl_s: float, maxsize: int,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, shared: Shared | None = None,
     ) -> None:
         self._ttl_s = ttl_s
         self._refusal_ttl_s = refusal_ttl_s
         self._clock = clock
+        self._shared = shared
         self.cache: ExpiringCache[tuple[str, str], tuple[bool, float]] = ExpiringCache(
             maxsize, lambda verdict: verdict[1], clock
         )
@@ -41,6 +45,17 @@ class Confirmations:
         """``True``: accepted; ``False``: refused; ``None``: not known (ask the registry)."""
         entry = self.cache.get((authorization, name))
         return None if entry is None else entry[0]
+
+    async def recall(self, authorization: str, name: str) -> bool | None:
+        """The verdict another replica learnt (kept here too), or ``None``."""
+        if self._shared is None:
+            return None
+        value = await self._shared.get(VERDICTS, f"{token_key(authorization)}:{name}")
+        verdict, _, until = (value or "").partition("|")
+        if verdict not in ("0", "1") or float(until or 0) <= self._clock():
+            return None
+        self.cache.put((authorization, name), (verdict == "1", float(until)))
+        return verdict == "1"
 
     def record(
         self, authorization: str, name: str, status: int, token_expires_at: float
@@ -51,13 +66,17 @@ class Confirmations:
         if 200 <= status < 300:
             return self.accept(authorization, name, token_expires_at)
         if status in REFUSED_STATUSES:
-            until = self._clock() + self._refusal_ttl_s
-            self.cache.put((authorization, name), (False, until))
+            self._keep(authorization, name, False, self._clock() + self._refusal_ttl_s)
             return False
         return None
 
     def accept(self, authorization: str, name: str, token_expires_at: float) -> bool:
         """Record that the registry accepted this token for ``name``."""
-        until = min(token_expires_at, self._clock() + self._ttl_s)
-        self.cache.put((authorization, name), (True, until))
+        self._keep(authorization, name, True, min(token_expires_at, self._clock() + self._ttl_s))
         return True
+
+    def _keep(self, authorization: str, name: str, verdict: bool, until: float) -> None:
+        self.cache.put((authorization, name), (verdict, until))
+        if self._shared is not None:
+            self._shared.put(VERDICTS, f"{token_key(authorization)}:{name}",
+                             f"{int(verdict)}|{until}", until - self._clock())

@@ -73,6 +73,8 @@ class Gate:
         """The blob when ``grant`` (already checked to pull ``ref.name``) may be served
         it, else why not. Raises ``RegistryError`` when the registry could not be asked."""
         verdict = self.confirmations.verdict(authorization, ref.name)
+        if verdict is None:  # not known here: perhaps another replica knows
+            verdict = await self.confirmations.recall(authorization, ref.name)
         if verdict is not False and self._rule is not None:
             ruled = await self._rule.verdict(grant, ref.name)
             verdict = verdict if ruled is None else ruled

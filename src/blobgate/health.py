@@ -63,12 +63,16 @@ async def _problems(gateway: web.Application) -> list[str]:
 
 
 async def _degraded(gateway: web.Application) -> list[str]:
-    """Databases that are down: reported, but pulls go on without them (fallback/drops)."""
+    """Databases or Redis down: reported, but pulls go on without them (fallback/drops)."""
     services = gateway.get(SERVICES)
     if services is None:
         return []
     errors = [(name, await pool.probe()) for name, pool in services.databases.items()]
-    return [f"{name} database unavailable: {error}" for name, error in errors if error]
+    degraded = [f"{name} database unavailable: {error}" for name, error in errors if error]
+    shared = services.replicas.shared
+    if shared is not None and shared.failing:
+        degraded.append(f"redis unavailable: {shared.last_error}")
+    return degraded
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -86,7 +90,7 @@ async def flush(request: web.Request) -> web.Response:
     services = request.app[GATEWAY].get(SERVICES)
     if services is None:
         return web.json_response({"status": "starting"}, status=503)
-    return web.json_response({"flushed": services.blobs.flush()})
+    return web.json_response({"flushed": await services.replicas.flush()})
 
 
 def create_metrics_app(gateway: web.Application) -> web.Application:

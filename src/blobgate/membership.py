@@ -23,6 +23,7 @@ from yarl import URL
 from blobgate.errors import RegistryError
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import BlobRef
+from blobgate.shared import MEMBERS, Shared, member_key
 from blobgate.upstream import Upstream
 
 
@@ -84,7 +85,9 @@ class UpstreamMembership:
 
 
 class CachedMembership:
-    """Caches positive answers of another source and coalesces concurrent checks."""
+    """Caches positive answers of another source and coalesces concurrent checks; with
+    ``shared``, answers are also kept in (and first looked up from) the replicas' Redis,
+    each with the expiry it had where it was learnt."""
 
     def __init__(
         self,
@@ -92,10 +95,12 @@ class CachedMembership:
         ttl_s: float,
         maxsize: int,
         clock: Callable[[], float] = time.monotonic,
+        shared: Shared | None = None,
     ) -> None:
         self._source = source
         self._ttl_s = ttl_s
         self._clock = clock
+        self._shared = shared
         self.cache: ExpiringCache[BlobRef, tuple[Member, float]] = ExpiringCache(
             maxsize, lambda entry: entry[1], clock
         )
@@ -117,6 +122,10 @@ class CachedMembership:
         future: asyncio.Future[Member | None] = asyncio.get_running_loop().create_future()
         self._inflight[ref] = future
         try:
+            member = await self._recall(ref)
+            if member is not None:
+                future.set_result(member)
+                return member
             member = await self._source.check(ref, authorization)
         except BaseException:
             future.set_result(None)
@@ -132,3 +141,22 @@ class CachedMembership:
     def remember(self, ref: BlobRef, member: Member) -> None:
         """Record a membership learnt elsewhere (e.g. a size found in storage)."""
         self.cache.put(ref, (member, self._clock() + self._ttl_s))
+        if self._shared is not None:
+            size = "" if member.size is None else str(member.size)
+            until = time.time() + self._ttl_s
+            self._shared.put(MEMBERS, member_key(ref), f"{size}|{until}", self._ttl_s)
+
+    async def _recall(self, ref: BlobRef) -> Member | None:
+        """The membership another replica learnt, kept here for the rest of its life."""
+        if self._shared is None:
+            return None
+        value = await self._shared.get(MEMBERS, member_key(ref))
+        if value is None:
+            return None
+        size, _, until = value.partition("|")
+        left = float(until or 0) - time.time()
+        if left <= 0 or not (size == "" or size.isdigit()):
+            return None
+        member = Member(size=int(size) if size else None)
+        self.cache.put(ref, (member, self._clock() + left))
+        return member

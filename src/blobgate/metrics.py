@@ -65,6 +65,9 @@ class Stats:
     reloads: Counter[tuple[str, str]] = field(default_factory=Counter)
     reload_healthy: dict[str, int] = field(default_factory=dict)
     caches: dict[str, ExpiringCache[Any, Any]] = field(default_factory=dict)
+    shared: Counter[tuple[str, str]] = field(default_factory=Counter)
+    shared_errors: Counter[str] = field(default_factory=Counter)
+    invalidations: Counter[str] = field(default_factory=Counter)
 
     def observe(self, route: str, method: str, outcome: str, seconds: float) -> None:
         """Record one finished request."""
@@ -131,6 +134,13 @@ class StatsCollector(Collector):
         for name, value in sorted(s.reload_healthy.items()):
             healthy.add_metric([name], value)
         yield healthy
+        yield _counter("blobgate_shared_cache_requests", "Redis lookups by cache and result.",
+                       ["cache", "result"], s.shared)
+        yield _counter("blobgate_shared_cache_errors", "Failed Redis calls by operation.",
+                       ["op"], s.shared_errors)
+        yield _counter("blobgate_shared_cache_invalidations",
+                       "Invalidations received from the replicas' channel, by kind.",
+                       ["op"], s.invalidations)
         yield from self._caches()
 
     def _caches(self) -> Iterator[Metric]:

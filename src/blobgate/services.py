@@ -32,7 +32,9 @@ from blobgate.keys import TrustedKeys
 from blobgate.membership import CachedMembership, Membership, UpstreamMembership
 from blobgate.metrics import Stats
 from blobgate.origin import RegistryBlobs
+from blobgate.replicas import Replicas
 from blobgate.routing import RoutingPolicy, parse_networks
+from blobgate.shared import Shared, open_shared
 from blobgate.storage import open_s3, presign_host
 from blobgate.stream import BlobSource
 from blobgate.upstream import Upstream
@@ -50,11 +52,12 @@ class Services:
     warmer: ManifestWarmer | None
     api: UrlApi | None
     databases: dict[str, LazyPool]
+    replicas: Replicas
 
 
 def _gate(
     cfg: Config, verifier: TokenVerifier, upstream: Upstream, stats: Stats,
-    stack: AsyncExitStack, databases: dict[str, LazyPool],
+    stack: AsyncExitStack, databases: dict[str, LazyPool], shared: Shared | None,
 ) -> Gate:
     """The gate, with membership from the registry or from Harbor's database."""
     m = cfg.membership
@@ -68,13 +71,13 @@ def _gate(
         source = HarborDBMembership(db, registry, stats)
         rule = HarborTokenRule(db, cfg.auth.leeway_s, m.cache_ttl_s, m.cache_size, stats)
     confirmations = Confirmations(m.cache_ttl_s, cfg.auth.refusal_ttl_s,
-                                  cfg.auth.token_cache_size)
-    membership = CachedMembership(source, m.cache_ttl_s, m.cache_size)
+                                  cfg.auth.token_cache_size, shared=shared)
+    membership = CachedMembership(source, m.cache_ttl_s, m.cache_size, shared=shared)
     return Gate(verifier, membership, registry, confirmations, rule)
 
 
 async def _sources(
-    cfg: Config, upstream: Upstream, stack: AsyncExitStack
+    cfg: Config, upstream: Upstream, stack: AsyncExitStack, shared: Shared | None,
 ) -> tuple[BlobSource, URLCache | None]:
     """Where bytes come from, and the URL cache when the backend presigns."""
     storage = cfg.storage
@@ -83,18 +86,19 @@ async def _sources(
     s3 = await stack.enter_async_context(
         open_s3(storage.s3, chunk_bytes=storage.stream_chunk_bytes))
     presence = Presence(s3.stat, storage.missing_ttl_s, storage.url_cache_size)
-    return s3, URLCache(s3, presence, storage.url_cache_size)
+    return s3, URLCache(s3, presence, storage.url_cache_size, shared=shared)
 
 
-def _cdn(cfg: Config, urls: URLCache | None, watchers: list[FileWatcher], stats: Stats
-         ) -> URLCache | None:
+def _cdn(cfg: Config, urls: URLCache | None, watchers: list[FileWatcher], stats: Stats,
+         shared: Shared | None) -> URLCache | None:
     """CloudFront URLs for the objects ``urls`` checks the presence of."""
     cdn = cfg.storage.cdn
     if not cdn.enabled or urls is None:
         return None
     keys = KeyStore(Path(cdn.private_key_file), cdn.base_url or "", _key_pair_id(cdn))
     cdn_urls = URLCache(CDNPresigner(keys, cfg.storage.s3.rootdirectory, cdn.expires_s),
-                        urls.presence, cfg.storage.url_cache_size)
+                        urls.presence, cfg.storage.url_cache_size, shared=shared,
+                        name="cdn_url")
 
     def reload() -> None:
         keys.reload(_key_pair_id(cdn))
@@ -133,16 +137,18 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats) -> AsyncIt
         upstream = Upstream(cfg.upstream, session, stats)
         audit = await stack.enter_async_context(
             open_audit(cfg.audit, stats, cfg.server.shutdown_grace_s))
-        source, urls = await _sources(cfg, upstream, stack)
+        shared = (await stack.enter_async_context(open_shared(cfg.redis, stats))
+                  if cfg.redis.enabled else None)
+        source, urls = await _sources(cfg, upstream, stack, shared)
         databases = {"audit": audit.pool} if isinstance(audit, PostgresAudit) else {}
         verifier = TokenVerifier(cfg.auth, keys)
         watchers = _certificates(cfg, verifier, stats)
-        gate = _gate(cfg, verifier, upstream, stats, stack, databases)
+        gate = _gate(cfg, verifier, upstream, stats, stack, databases, shared)
         blobs = BlobService(
             gate=gate,
             source=source,
             urls=urls,
-            cdn_urls=_cdn(cfg, urls, watchers, stats),
+            cdn_urls=_cdn(cfg, urls, watchers, stats, shared),
             cdn_bypass=parse_networks(cfg.storage.cdn.bypass_networks),
             policy=RoutingPolicy(cfg.routing),
             upstream=upstream,
@@ -152,10 +158,12 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats) -> AsyncIt
         )
         stats.caches.update(token=verifier.cache, membership=gate.membership.cache,
                             confirmation=gate.confirmations.cache)
-        stats.caches.update({name: c.cache for name, c in (("url", urls),
-                                                          ("cdn_url", blobs.cdn_urls)) if c})
+        stats.caches.update({urls.name: urls.cache for urls in blobs.url_caches()})
         if urls is not None:
             stats.caches["not_in_storage"] = urls.presence.missing
+        replicas = Replicas(blobs, shared)
+        if shared is not None:
+            stack.callback(asyncio.create_task(shared.listen(replicas.heard)).cancel)
         for watcher in watchers:
             stack.callback(asyncio.create_task(watcher.run()).cancel)
         api = None
@@ -169,4 +177,4 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats) -> AsyncIt
         warmer = None
         if cfg.membership.warm_from_manifests:
             warmer = ManifestWarmer(blobs, cfg.membership.warm_max_blobs)
-        yield Services(upstream, blobs, audit, warmer, api, databases)
+        yield Services(upstream, blobs, audit, warmer, api, databases, replicas)

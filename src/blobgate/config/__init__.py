@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from blobgate import settings
+from blobgate.config.redis import RedisConfig
 from blobgate.config.service import (
     ASYMMETRIC_ALGORITHMS,
     ApiConfig,
@@ -52,6 +53,7 @@ __all__ = [
     "LogConfig",
     "MembershipConfig",
     "MetricsConfig",
+    "RedisConfig",
     "RouteRule",
     "RoutingConfig",
     "S3Config",
@@ -77,6 +79,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
 
 
 def load(path: Path | None, environ: Mapping[str, str] = os.environ) -> Config:

@@ -34,7 +34,7 @@ TEAM_B_READER = Credentials("bob", "bob-dev-password")
 DEV_POLICY = Policy(
     users={PUSHER.username: PUSHER.password, TEAM_B_READER.username: TEAM_B_READER.password},
     rules=(
-        Rule(PUSHER.username, "*", ("pull", "push")),
+        Rule(PUSHER.username, "*", ("pull", "push", "delete")),
         Rule(TEAM_B_READER.username, "team-b/*", ("pull",)),
         Rule(ANYONE, "public/*", ("pull",)),
     ),
