@@ -8,6 +8,7 @@ baselines they need (a second registry with redirects enabled, the aiohttp floor
 from __future__ import annotations
 
 import contextlib
+import secrets
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from bench.push import Pusher
 from bench.tools import SERVER_CPU, pin_threads, pinned
 from bench.wrk import write_pairs
 from blobgate.devstack.procs import Process, free_port
+from blobgate.devstack.redis import redis_url
 from blobgate.devstack.registry import Registry, RegistryOptions, TokenAuth
 from blobgate.devstack.stack import BUCKET, ISSUER, PUSHER, SERVICE, Stack
 
@@ -103,6 +105,17 @@ class World:
         with Registry(workdir, stack.s3, BUCKET, auth, options) as registry:
             pin_threads(registry.process.popen.pid, SERVER_CPU)
             yield registry
+
+    @contextlib.contextmanager
+    def redis(self, name: str) -> Iterator[dict[str, str]]:
+        """A ``redis`` configuration section: the machine's Redis, or a private one for the
+        run; keys under a prefix of their own (``name``)."""
+        url, server = redis_url(self.workdir / f"redis-{name}")
+        try:
+            yield {"url": url, "key_prefix": f"bench-{name}-{secrets.token_hex(3)}:"}
+        finally:
+            if server is not None:
+                server.stop()
 
     @contextlib.contextmanager
     def floor(self, name: str, *args: str) -> Iterator[str]:

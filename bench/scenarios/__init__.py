@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.report import Result
-from bench.scenarios import cold, stream, warm, warmup, workers
+from bench.scenarios import cold, replicas, stream, warm, warmup, workers
 from bench.world import World
 
 SCENARIOS: dict[str, Callable[[World], Result]] = {
@@ -14,4 +14,5 @@ SCENARIOS: dict[str, Callable[[World], Result]] = {
     "workers": workers.run,
     "stream": stream.run,
     "warmup": warmup.run,
+    "replicas": replicas.run,
 }

@@ -31,8 +31,9 @@ LOGGED = "blobgate, info logs"  # log defaults: access and audit lines; only at 
 LOW_LEVEL = "floor, low-level server"  # web.Server, as blobgate serves; only at 64 conns
 UVLOOP = "blobgate, uvloop"
 UVLOOP_FLOOR = "floor, uvloop"
-TARGETS = ("blobgate", "registry", "floor", LOW_LEVEL, UVLOOP, UVLOOP_FLOOR, LOGGED)
-ONLY_AT_64 = (LOW_LEVEL, LOGGED)
+SHARED = "blobgate, redis"  # redis.url set (replicas share caches); only at 64 conns
+TARGETS = ("blobgate", "registry", "floor", LOW_LEVEL, UVLOOP, UVLOOP_FLOOR, LOGGED, SHARED)
+ONLY_AT_64 = (LOW_LEVEL, LOGGED, SHARED)
 BLOBGATE_COUNTERS: dict[str, tuple[str, dict[str, str]]] = {
     "cache misses": ("blobgate_cache_requests_total", {"result": "miss"}),
     "upstream requests": ("blobgate_upstream_responses_total", {}),
@@ -108,6 +109,8 @@ def run(world: World) -> Result:
                 world.floor("redirect-uvloop", "--loop", "uvloop", *redirect)),
             LOGGED: running.enter_context(Gateway(world.stack, world.workdir, "warm-logged", {
                 "log": {"level": "info", "access_log": True}}, cpus=SERVER_CPU)).url,
+            SHARED: running.enter_context(Gateway(world.stack, world.workdir, "warm-redis", {
+                "redis": running.enter_context(world.redis("warm"))}, cpus=SERVER_CPU)).url,
         }
         for level in mode.levels:
             urls = {target: url for target, url in every.items()
@@ -154,7 +157,8 @@ def speed_table(world: World, cells: dict[tuple[int, str], list[Load]], books: B
         f"{LOW_LEVEL!r}: the same handler on aiohttp's low-level web.Server (no router), "
         "which is how blobgate serves; the uvloop rows: blobgate (server.event_loop: "
         "uvloop) and the floor on uvloop. blobgate: log.level warning, access "
-        f"log off; {LOGGED!r}: log.level info, access log on (stderr to a file).",
+        f"log off; {LOGGED!r}: log.level info, access log on (stderr to a file); "
+        f"{SHARED!r}: as blobgate, with redis.url set (the machine's Redis on loopback).",
         "errors: socket errors, responses slower than wrk's 2 s timeout (wrk leaves them out "
         "of the percentiles) and statuses other than 307, over all runs. listen-queue "
         "overflows: the kernel's TcpExt ListenOverflows during the runs (SYNs dropped "
@@ -196,6 +200,9 @@ def targets(cells: dict[tuple[int, str], list[Load]], books: Books) -> list[Targ
                    f"{ours.rps / floor.rps:.0%}", ours.rps >= 0.75 * floor.rps),
             Target("p99 ≤ 5 ms at 64 conns", f"{ours.p99_ms:.2f} ms", ours.p99_ms <= 5),
         ]
+        shared = median(cells[64, SHARED])
+        found.append(Target("warm GETs with Redis configured ≥ 0.95x without (64 conns)",
+                            ratio(shared.rps, ours.rps), shared.rps >= 0.95 * ours.rps))
         uvloop, uvloop_floor = median(cells[64, UVLOOP]), median(cells[64, UVLOOP_FLOOR])
         found.append(Target("uvloop: warm GETs ≥ 75% of the floor on uvloop (64 conns)",
                             f"{uvloop.rps / uvloop_floor.rps:.0%}",

@@ -2,11 +2,14 @@
 
 When a client whose token grants pull on ``<name>`` receives an image manifest from
 the registry (a ``GET`` answered ``200``), every config and layer blob the manifest lists
-is in ``<name>``: the registry refused the manifest at push time otherwise. In the
-background each digest's object is looked up in storage and its URL presigned (the
-URL cache's one look per digest); only then is it recorded as a member, so a
-pull-through cache that has not fetched a blob yet keeps serving it itself. The blob
-GETs that follow are answered from cache. Only upstream answers count (never what
+is in ``<name>``: the registry refused the manifest at push time otherwise. They are
+recorded as members at once, and in the background each digest's object is looked up
+in storage and its URL presigned (the URL cache's one look per digest, which the blob
+GETs that follow join); a digest whose object is not in storage (a pull-through cache
+that has not fetched it yet) is taken back out. Redirects never depend on that order:
+every URL is signed only after the look. Recording only after the look would make the
+blob GETs that arrive first ask the registry (measured: 12 upstream requests per
+10-layer pull instead of 1). Only upstream answers count (never what
 a client uploads); manifest lists and indexes are skipped (they name manifests, not
 blobs); work per manifest is bounded; layers with external ``urls`` are skipped.
 """
@@ -38,6 +41,7 @@ IMAGE_MANIFESTS = frozenset({
     "application/vnd.docker.distribution.manifest.v2+json",
 })
 MAX_MANIFEST_BYTES = 4 << 20
+CHECKS_AT_ONCE = 8  # storage look-ups one manifest starts at a time
 
 
 def manifest_blobs(body: bytes, max_blobs: int) -> dict[str, int | None]:
@@ -103,11 +107,9 @@ class ManifestWarmer:
         with contextlib.suppress(BlobgateError):
             if manifest is not None:
                 self._learnt.put(parse_blob(name, manifest), tuple(members))
-        if self.blobs.urls is None:  # bytes come from the registry, which has them all
-            for ref, member in members.items():
-                self._record(ref, member)
-        elif members:
-            task = asyncio.create_task(self._check(members))
+        recorded = {ref: member for ref, member in members.items() if self._record(ref, member)}
+        if self.blobs.urls is not None and members:
+            task = asyncio.create_task(self._check(members, recorded))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -121,19 +123,35 @@ class ManifestWarmer:
         """Until the checks started so far have finished."""
         await asyncio.gather(*self._tasks)
 
-    async def _check(self, members: dict[BlobRef, Member]) -> None:
+    async def _check(self, members: dict[BlobRef, Member],
+                     recorded: dict[BlobRef, Member]) -> None:
+        """Look the objects up and presign them, a few at once (the pull's blob GETs join
+        these looks); take back what storage does not have, and fill in sizes the manifest
+        did not give."""
         urls = self.blobs.urls
         assert urls is not None
-        for ref, member in members.items():
-            try:
-                signed = await urls.url_for(ref.digest)
-            except NotInStorage:
-                continue  # the registry still fetches it: its blob GET will pass through
-            except BlobgateError as exc:
-                log.info("warm-up stopped: %s", exc)
-                return
-            self._record(ref, Member(member.size if member.size is not None else signed.size))
+        membership = self.blobs.gate.membership
+        limit = asyncio.Semaphore(CHECKS_AT_ONCE)
 
-    def _record(self, ref: BlobRef, member: Member) -> None:
-        if self.blobs.gate.membership.cache.peek(ref) is None:
-            self.blobs.gate.membership.remember(ref, member)
+        async def check(ref: BlobRef) -> None:
+            async with limit:
+                try:
+                    signed = await urls.url_for(ref.digest)
+                except NotInStorage:
+                    if ref in recorded:
+                        membership.cache.pop(ref)  # the registry still fetches it
+                    return
+                except BlobgateError as exc:
+                    log.info("warm-up check failed: %s", exc)
+                    return
+            if ref in recorded and recorded[ref].size is None:
+                membership.remember(ref, Member(signed.size))
+
+        await asyncio.gather(*(check(ref) for ref in members))
+
+    def _record(self, ref: BlobRef, member: Member) -> bool:
+        """Record ``ref`` unless its membership is known already; whether it was."""
+        if self.blobs.gate.membership.cache.peek(ref) is not None:
+            return False
+        self.blobs.gate.membership.remember(ref, member)
+        return True

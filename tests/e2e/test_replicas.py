@@ -28,10 +28,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from blobgate.devstack.clients import skopeo_push
 from blobgate.devstack.gateway import GatewayProcess, dev_environment
 from blobgate.devstack.image import OciImage, build_image
+from blobgate.devstack.redis import MACHINE, RedisServer, answers
 from blobgate.devstack.stack import PUSHER, Stack, gateway_config
 from e2e.conftest import require
-
-from support.redis import MACHINE, RedisServer, answers
 
 pytestmark = pytest.mark.e2e
 

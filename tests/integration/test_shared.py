@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from blobgate.config import RedisConfig
+from blobgate.devstack.redis import INSTALL, MACHINE, RedisServer, answers
 from blobgate.metrics import Stats
 from blobgate.shared import Shared, open_shared
-
-from support.redis import INSTALL, MACHINE, RedisServer, answers
 
 
 @pytest.fixture(scope="module")

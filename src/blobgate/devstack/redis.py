@@ -1,6 +1,7 @@
-"""A real Redis for tests: the machine's own on 127.0.0.1:6379 when it answers, else (or
-when a test needs to stop it or set a password) a private ``redis-server`` (Debian
-package ``redis-server``) on a free loopback port, keeping nothing on disk."""
+"""A real Redis for tests and benchmarks: the machine's own on 127.0.0.1:6379 when it
+answers, else (or when a test needs to stop it or set a password) a private
+``redis-server`` (Debian package ``redis-server``) on a free loopback port, keeping
+nothing on disk."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ def answers(host: str, port: int, password: str | None = None) -> bool:
             return conn.recv(64).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def redis_url(workdir: Path) -> tuple[str, RedisServer | None]:
+    """The machine's Redis URL when it answers, else a private server's (to be stopped)."""
+    if answers(*MACHINE):
+        return f"redis://{MACHINE[0]}:{MACHINE[1]}/0", None
+    server = RedisServer(workdir)
+    return server.url, server
 
 
 class RedisServer:
