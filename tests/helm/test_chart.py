@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import botocore.session
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -44,8 +45,8 @@ from support.helm import (
 TOKEN_DIR = "/etc/blobgate/token"
 TOKEN_FILE = f"{TOKEN_DIR}/tls.crt"
 HARBOR_UPSTREAM = "http://harbor-core.harbor.svc:80"
-DB_PASSWORD = "Zq3vT9xL2pWm"  # stands in for the value of Harbor's database Secret
-AUDIT_DSN = "postgresql://blobgate:Xk2p9Lq@audit-db.registry.svc:5432/audit"
+HARBOR_DSN = "postgresql://postgres@harbor-database.harbor.svc:5432/registry?sslmode=disable"
+AUDIT_DSN = "postgresql://blobgate@audit-db.registry.svc:5432/audit?sslmode=require"
 
 # Values switching on every optional part of the chart.
 EVERYTHING: dict[str, Any] = {
@@ -55,7 +56,7 @@ EVERYTHING: dict[str, Any] = {
         "upstream": {"url": "http://registry.registry.svc:5000", "timeout_s": 12.5},
         "storage": {"s3": {"bucket": "blobs", "endpoint_url": "http://minio.minio.svc:9000",
                            "expires_s": 600}},
-        "audit": {"sink": "postgres", "table": "registry_audit"},
+        "audit": {"sink": "postgres", "dsn": AUDIT_DSN, "table": "registry_audit"},
         "log": {"level": "debug", "access_log": False},
     },
     "auditDatabase": {"secretName": "blobgate-audit"},
@@ -67,10 +68,14 @@ EVERYTHING: dict[str, Any] = {
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
     "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Registry"}},
     "networkPolicy": {
-        "enabled": True,
         "httpFrom": [{"namespaceSelector": {"matchLabels": {"team": "builds"}}}],
         "metricsFrom": [{"podSelector": {"matchLabels": {"app": "prometheus"}}}],
-        "egress": [{"ports": [{"port": 53, "protocol": "UDP"}]}, {"ports": [{"port": 443}]}],
+        "egress": {
+            "database": {"to": [{"ipBlock": {"cidr": "10.20.0.0/24"}}]},
+            "redis": {"to": [{"podSelector": {"matchLabels": {"app": "redis"}}}]},
+            "extra": [{"to": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": "minio"}}}], "ports": [{"port": 9000}]}],
+        },
     },
     "ingress": {"enabled": True, "className": "nginx",
                 "tls": [{"hosts": ["registry.example.com"], "secretName": "registry-tls"}]},
@@ -176,8 +181,8 @@ def validate(obj: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("scenario", "kinds"),
     [
-        ("default", {"ConfigMap", "Deployment", "PodDisruptionBudget", "Service",
-                     "ServiceAccount"}),
+        ("default", {"ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
+                     "Service", "ServiceAccount"}),
         ("harbor", {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress",
                     "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount",
                     "ServiceMonitor"}),
@@ -210,6 +215,33 @@ def test_schema_validation_rejects_a_broken_object(default: Rendered) -> None:
 
 
 # --- the pod -----------------------------------------------------------------------------
+
+
+def secret_mount(rendered: Rendered, name: str) -> tuple[dict[str, Any], str]:
+    """The Secret behind volume ``name`` and where it is mounted (read-only)."""
+    volume = next(v for v in rendered.pod_spec["volumes"] if v["name"] == name)
+    mount = next(m for m in rendered.container["volumeMounts"] if m["name"] == name)
+    assert mount["readOnly"] is True
+    return volume["secret"], mount["mountPath"]
+
+
+@pytest.mark.parametrize("scenario", ["default", "harbor", "everything"])
+def test_no_secret_reaches_the_environment(request: pytest.FixtureRequest, scenario: str) -> None:
+    rendered: Rendered = request.getfixturevalue(scenario)
+    assert "envFrom" not in rendered.container
+    for var in rendered.env():
+        assert "secretKeyRef" not in var.get("valueFrom", {}), var["name"]
+
+
+@pytest.mark.parametrize(("scenario", "namespace"),
+                         [("default", "registry"), ("harbor", "harbor"),
+                          ("everything", "registry")])
+def test_every_object_names_its_namespace(
+    request: pytest.FixtureRequest, scenario: str, namespace: str
+) -> None:
+    rendered: Rendered = request.getfixturevalue(scenario)
+    for obj in rendered.objects:
+        assert obj["metadata"].get("namespace") == namespace, obj["kind"]
 
 
 @pytest.mark.parametrize("scenario", ["default", "harbor", "everything"])
@@ -318,7 +350,7 @@ def test_token_certificate_from_pem(everything: Rendered, pem: str) -> None:
     created = everything.one("Secret", secret["secretName"])
     assert base64.b64decode(created["data"]["tls.crt"]).decode() == pem
     assert "checksum/token" in everything.deployment["spec"]["template"]["metadata"]["annotations"]
-    cfg = load_rendered(everything, container_environment(everything, EVERYTHING_SECRETS))
+    cfg = load_rendered(everything, {})
     assert cfg.auth.certificates == f"{mount['mountPath']}/tls.crt"
 
 
@@ -334,36 +366,49 @@ def test_token_certificate_from_harbor_core(harbor: Rendered) -> None:
 # --- S3 credentials ----------------------------------------------------------------------
 
 
-def aws_env(rendered: Rendered) -> dict[str, Any]:
-    return {e["name"]: e.get("valueFrom") for e in rendered.env() if e["name"].startswith("AWS_")
-            and "valueFrom" in e}
+def aws_credentials(text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """What the AWS chain reads from a shared-credentials file with this content."""
+    path = tmp_path / "credentials"
+    path.write_text(text)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return botocore.session.Session().get_credentials()
 
 
 def test_s3_credentials_default_to_the_pod_identity(default: Rendered) -> None:
-    assert aws_env(default) == {}
+    assert "s3-credentials" not in {v["name"] for v in default.pod_spec["volumes"]}
+    assert not [e for e in default.env() if e["name"].startswith("AWS_")]
     assert default.all("Secret") == []
 
 
-def test_s3_credentials_from_values_go_through_a_secret(everything: Rendered) -> None:
-    ref = {"AWS_ACCESS_KEY_ID": {"secretKeyRef": {"name": "blobgate-s3",
-                                                  "key": "AWS_ACCESS_KEY_ID"}},
-           "AWS_SECRET_ACCESS_KEY": {"secretKeyRef": {"name": "blobgate-s3",
-                                                      "key": "AWS_SECRET_ACCESS_KEY"}}}
-    assert aws_env(everything) == ref
+def test_s3_credentials_from_values_are_a_mounted_credentials_file(
+    everything: Rendered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret, directory = secret_mount(everything, "s3-credentials")
+    assert secret == {"secretName": "blobgate-s3", "defaultMode": 0o440,
+                      "items": [{"key": "credentials", "path": "credentials"}]}
+    env = {e["name"]: e["value"] for e in everything.env()}
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] == f"{directory}/credentials"
     data = everything.one("Secret", "blobgate-s3")["data"]
-    assert {k: base64.b64decode(v).decode() for k, v in data.items()} == {
-        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "c2VjcmV0+/example"}
+    assert set(data) == {"credentials"}
+    credentials = aws_credentials(base64.b64decode(data["credentials"]).decode(), tmp_path,
+                                  monkeypatch)
+    assert credentials.method == "shared-credentials-file"
+    assert (credentials.access_key, credentials.secret_key) == (
+        "AKIAEXAMPLE", "c2VjcmV0+/example")
     assert "checksum/s3" in everything.deployment["spec"]["template"]["metadata"]["annotations"]
     assert "AKIAEXAMPLE" not in everything.config_text
 
 
 def test_s3_credentials_from_an_existing_secret(harbor: Rendered) -> None:
-    assert aws_env(harbor) == {
-        "AWS_ACCESS_KEY_ID": {"secretKeyRef": {"name": "harbor-s3-credentials",
-                                               "key": "REGISTRY_STORAGE_S3_ACCESSKEY"}},
-        "AWS_SECRET_ACCESS_KEY": {"secretKeyRef": {"name": "harbor-s3-credentials",
-                                                   "key": "REGISTRY_STORAGE_S3_SECRETKEY"}},
-    }
+    secret, directory = secret_mount(harbor, "s3-credentials")
+    assert secret["secretName"] == "blobgate-s3"
+    assert secret["items"] == [{"key": "credentials", "path": "credentials"}]
+    assert {e["name"]: e["value"] for e in harbor.env()} == {
+        "AWS_SHARED_CREDENTIALS_FILE": f"{directory}/credentials"}
     assert harbor.all("Secret") == []
 
 
@@ -396,10 +441,10 @@ def test_default_config_is_what_values_ask_for(default: Rendered) -> None:
 
 def test_any_config_key_passes_through(everything: Rendered) -> None:
     values = deep_merge(DEFAULTS, EVERYTHING)
-    environ = container_environment(everything, EVERYTHING_SECRETS)
-    cfg = load_rendered(everything, environ)
-    derived = {"auth": {"certificates": TOKEN_FILE}}
-    assert cfg == load_text(expected_config(values, derived), environ)
+    cfg = load_rendered(everything, {})
+    derived = {"auth": {"certificates": TOKEN_FILE},
+               "audit": {"dsn_password_file": "/etc/blobgate/audit-database/password"}}
+    assert cfg == load_text(expected_config(values, derived), {})
     assert cfg.upstream.url == "http://registry.registry.svc:5000"
     assert cfg.upstream.timeout_s == 12.5
     assert cfg.storage.s3.endpoint_url == "http://minio.minio.svc:9000"
@@ -414,9 +459,8 @@ def test_any_config_key_passes_through(everything: Rendered) -> None:
 
 def test_values_mirror_the_reference_configuration() -> None:
     reference = yaml.safe_load((REPO / "config" / "blobgate.yaml").read_text())
-    # The chart derives the databases' settings from harbor.database and auditDatabase.
-    secret_keys = {"membership.dsn", "audit.dsn", "membership.dsn_password_file",
-                   "audit.dsn_password_file"}
+    # The chart derives these from harbor.database and auditDatabase.
+    secret_keys = {"membership.dsn", "membership.dsn_password_file", "audit.dsn_password_file"}
     assert set(leaves(DEFAULTS["config"])) == set(leaves(reference)) - secret_keys
 
 
@@ -456,70 +500,49 @@ def test_every_value_is_documented() -> None:
 # --- Harbor ------------------------------------------------------------------------------
 
 
-def container_environment(
-    rendered: Rendered, secrets: dict[tuple[str, str], str]
-) -> dict[str, str]:
-    """The container's environment as Kubernetes builds it: Secret references resolved
-    from ``secrets``, then $(VAR) expanded from the variables defined before."""
-    env: dict[str, str] = {}
-    for var in rendered.env():
-        if "valueFrom" in var:
-            ref = var["valueFrom"]["secretKeyRef"]
-            env[var["name"]] = secrets[ref["name"], ref["key"]]
-        else:
-            env[var["name"]] = re.sub(
-                r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), var["value"])
-    return env
-
-
-HARBOR_SECRETS = {
-    ("harbor-database", "POSTGRES_PASSWORD"): DB_PASSWORD,
-    ("harbor-s3-credentials", "REGISTRY_STORAGE_S3_ACCESSKEY"): "AKIAHARBOR",
-    ("harbor-s3-credentials", "REGISTRY_STORAGE_S3_SECRETKEY"): "harbor-secret",
-}
-
-
-EVERYTHING_SECRETS = {
-    ("blobgate-s3", "AWS_ACCESS_KEY_ID"): "AKIAEXAMPLE",
-    ("blobgate-s3", "AWS_SECRET_ACCESS_KEY"): "c2VjcmV0+/example",
-    ("blobgate-audit", "dsn"): AUDIT_DSN,
-}
-
-
-def test_audit_dsn_comes_from_a_secret(everything: Rendered) -> None:
-    dsn = next(e for e in everything.env() if e["name"] == "BLOBGATE_AUDIT_DSN")
-    assert dsn["valueFrom"] == {"secretKeyRef": {"name": "blobgate-audit", "key": "dsn"}}
-    assert "dsn" not in yaml.safe_load(everything.config_text)["audit"]
+def test_audit_password_is_a_mounted_file(everything: Rendered) -> None:
+    secret, directory = secret_mount(everything, "audit-database")
+    assert secret["secretName"] == "blobgate-audit"
+    assert secret["items"] == [{"key": "password", "path": "password"}]
+    cfg = load_rendered(everything, {})
+    assert (cfg.audit.dsn, cfg.audit.dsn_password_file) == (AUDIT_DSN, f"{directory}/password")
 
 
 def test_harbor_upstream_is_harbor_core(harbor: Rendered) -> None:
     assert yaml.safe_load(harbor.config_text)["upstream"]["url"] == HARBOR_UPSTREAM
 
 
-def test_harbor_database_dsn_is_built_from_harbor_secret(harbor: Rendered) -> None:
-    names = [e["name"] for e in harbor.env()]
-    assert names.index("HARBOR_DATABASE_PASSWORD") < names.index("BLOBGATE_MEMBERSHIP_DSN")
-    password = next(e for e in harbor.env() if e["name"] == "HARBOR_DATABASE_PASSWORD")
-    assert password["valueFrom"] == {
-        "secretKeyRef": {"name": "harbor-database", "key": "POSTGRES_PASSWORD"}}
-    dsn = container_environment(harbor, HARBOR_SECRETS)["BLOBGATE_MEMBERSHIP_DSN"]
-    parts = urlsplit(dsn)
-    assert (parts.scheme, parts.username, parts.password) == ("postgresql", "postgres", DB_PASSWORD)
+def test_harbor_database_password_is_a_mounted_file(harbor: Rendered) -> None:
+    secret, directory = secret_mount(harbor, "harbor-database")
+    assert secret["secretName"] == "harbor-database"
+    assert secret["items"] == [{"key": "POSTGRES_PASSWORD", "path": "password"}]
+    cfg = load_rendered(harbor, {})
+    assert cfg.membership.dsn_password_file == f"{directory}/password"
+    parts = urlsplit(cfg.membership.dsn)
+    assert (parts.scheme, parts.username, parts.password) == ("postgresql", "postgres", None)
     assert (parts.hostname, parts.port, parts.path) == ("harbor-database.harbor.svc", 5432,
                                                          "/registry")
     assert parse_qs(parts.query) == {"sslmode": ["disable"]}
-    assert DB_PASSWORD not in harbor.config_text
+
+
+def test_harbor_database_sslmode_and_external_host(chart: Chart) -> None:
+    rendered = chart.render([HARBOR_VALUES], {"harbor": {"database": {
+        "host": "harbor.abc123.eu-central-1.rds.amazonaws.com", "sslmode": "require",
+        "user": "blobgate_ro"}}}, namespace="harbor")
+    parts = urlsplit(load_rendered(rendered, {}).membership.dsn)
+    assert (parts.username, parts.hostname) == (
+        "blobgate_ro", "harbor.abc123.eu-central-1.rds.amazonaws.com")
+    assert parse_qs(parts.query) == {"sslmode": ["require"]}
 
 
 def test_harbor_config_is_what_values_ask_for(harbor: Rendered) -> None:
-    environ = container_environment(harbor, HARBOR_SECRETS)
-    cfg = load_rendered(harbor, environ)
+    cfg = load_rendered(harbor, {})
     derived = {"upstream": {"url": HARBOR_UPSTREAM}, "auth": {"certificates": TOKEN_FILE},
-               "membership": {"source": "harbor_db"}}
-    assert cfg == load_text(expected_config(harbor_values(), derived), environ)
+               "membership": {"source": "harbor_db", "dsn": HARBOR_DSN,
+                              "dsn_password_file": "/etc/blobgate/harbor-database/password"}}
+    assert cfg == load_text(expected_config(harbor_values(), derived), {})
     assert cfg.upstream.url == HARBOR_UPSTREAM
     assert cfg.membership.source == "harbor_db"
-    assert cfg.membership.dsn == environ["BLOBGATE_MEMBERSHIP_DSN"]
     assert cfg.storage.s3.bucket == "harbor-registry"
     assert cfg.storage.s3.rootdirectory == "/harbor"
     assert cfg.server.public_hosts == ("harbor.example.com",)
@@ -543,9 +566,8 @@ def test_harbor_object_names_follow_the_harbor_chart(
     assert yaml.safe_load(rendered.config_text)["upstream"]["url"] == (
         f"http://{prefix}-core.harbor.svc:80")
     assert token_mount(rendered)[0]["secretName"] == f"{prefix}-core"
-    password = next(e for e in rendered.env() if e["name"] == "HARBOR_DATABASE_PASSWORD")
-    assert password["valueFrom"]["secretKeyRef"]["name"] == f"{prefix}-database"
-    dsn = next(e for e in rendered.env() if e["name"] == "BLOBGATE_MEMBERSHIP_DSN")["value"]
+    assert secret_mount(rendered, "harbor-database")[0]["secretName"] == f"{prefix}-database"
+    dsn = yaml.safe_load(rendered.config_text)["membership"]["dsn"]
     assert f"@{prefix}-database.harbor.svc:5432/" in dsn
 
 
@@ -596,6 +618,19 @@ def test_grafana_dashboard(harbor: Rendered) -> None:
                for e in exprs)
 
 
+DNS_RULE = {
+    "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+    "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+}
+S3_RULE = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443, "protocol": "TCP"}]}
+
+
+def harbor_pods(component: str) -> list[dict[str, Any]]:
+    return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "harbor"}},
+             "podSelector": {"matchLabels": {"release": "harbor", "component": component}}}]
+
+
 def test_network_policy_opens_the_container_ports(everything: Rendered) -> None:
     policy = everything.one("NetworkPolicy")["spec"]
     ports = {p["name"] for p in everything.container["ports"]}
@@ -603,8 +638,66 @@ def test_network_policy_opens_the_container_ports(everything: Rendered) -> None:
         everything.deployment["spec"]["selector"]["matchLabels"])
     assert {p["port"] for rule in policy["ingress"] for p in rule["ports"]} == ports
     assert policy["ingress"][0]["from"] == EVERYTHING["networkPolicy"]["httpFrom"]
+    assert policy["ingress"][1]["from"] == EVERYTHING["networkPolicy"]["metricsFrom"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    assert policy["egress"] == EVERYTHING["networkPolicy"]["egress"]
+    egress = EVERYTHING["networkPolicy"]["egress"]
+    assert policy["egress"] == [
+        DNS_RULE,
+        {"ports": [{"port": 5000, "protocol": "TCP"}]},  # config.upstream.url's port, anywhere
+        {"to": egress["database"]["to"], "ports": [{"port": 5432, "protocol": "TCP"}]},
+        {"to": egress["redis"]["to"], "ports": [{"port": 6379, "protocol": "TCP"}]},
+        S3_RULE,
+        *egress["extra"],
+    ]
+
+
+def test_network_policy_is_on_by_default(default: Rendered) -> None:
+    policy = default.one("NetworkPolicy")["spec"]
+    assert "from" not in policy["ingress"][0]
+    assert policy["egress"] == [DNS_RULE, {"ports": [{"port": 80, "protocol": "TCP"}]}, S3_RULE]
+
+
+def test_harbor_egress_goes_to_harbor_pods(harbor: Rendered) -> None:
+    assert harbor.one("NetworkPolicy")["spec"]["egress"] == [
+        DNS_RULE,
+        {"to": harbor_pods("core"), "ports": [{"port": 8080, "protocol": "TCP"}]},
+        {"to": harbor_pods("database"), "ports": [{"port": 5432, "protocol": "TCP"}]},
+        S3_RULE,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "upstream"),
+    [
+        ({"harbor": {"internalTLS": True}},
+         {"to": harbor_pods("core"), "ports": [{"port": 8443, "protocol": "TCP"}]}),
+        ({"config": {"upstream": {"url": "https://registry.example.com"}}},
+         {"ports": [{"port": 443, "protocol": "TCP"}]}),
+        ({"networkPolicy": {"egress": {"upstream": {"to": harbor_pods("nginx"),
+                                                    "ports": [{"port": 8080}]}}}},
+         {"to": harbor_pods("nginx"), "ports": [{"port": 8080}]}),
+    ],
+    ids=["internal-tls", "explicit-url", "explicit-peers"],
+)
+def test_upstream_egress_follows_the_upstream(
+    chart: Chart, values: dict[str, Any], upstream: dict[str, Any]
+) -> None:
+    rendered = chart.render([HARBOR_VALUES], values, namespace="harbor")
+    assert rendered.one("NetworkPolicy")["spec"]["egress"][1] == upstream
+
+
+def test_database_egress_opens_when_the_audit_database_is_not_named(chart: Chart) -> None:
+    values = {"config": {"audit": {"sink": "postgres", "dsn": AUDIT_DSN}}}
+    rendered = chart.render([HARBOR_VALUES], values, namespace="harbor")
+    assert rendered.one("NetworkPolicy")["spec"]["egress"][2] == {
+        "ports": [{"port": 5432, "protocol": "TCP"}]}
+
+
+def test_egress_can_be_left_open(chart: Chart) -> None:
+    policy = chart.render(values={"networkPolicy": {"egress": {"enabled": False}}}).one(
+        "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert "egress" not in policy
 
 
 @pytest.mark.parametrize("scenario", ["harbor", "everything"])
@@ -661,10 +754,12 @@ def test_notes_explain_how_to_verify(chart: Chart) -> None:
         ({"autoscaling": {"enabled": True, "targetCPUUtilizationPercentage": 0}}, "registry",
          "autoscaling.enabled needs"),
         ({"config": {"audit": {"sink": "postgres"}}}, "registry",
-         "set auditDatabase.secretName"),
+         "set config.audit.dsn (without the password)"),
+        ({"config": {"audit": {"sink": "postgres", "dsn": "postgresql://a:pw@db/audit"}}},
+         "registry", "config.audit.dsn holds a password"),
     ],
     ids=["metrics-off", "short-grace", "half-s3-key", "harbor-elsewhere", "hpa-no-target",
-         "audit-without-dsn"],
+         "audit-without-dsn", "audit-dsn-with-password"],
 )
 def test_chart_refuses_broken_values(
     chart: Chart, values: dict[str, Any], namespace: str, message: str
@@ -677,26 +772,18 @@ def test_chart_refuses_broken_values(
 # --- TLS -----------------------------------------------------------------------------------
 
 
-def tls_mount(rendered: Rendered, name: str) -> tuple[dict[str, Any], str]:
-    """The Secret behind TLS volume ``name`` and where it is mounted."""
-    volume = next(v for v in rendered.pod_spec["volumes"] if v["name"] == name)
-    mount = next(m for m in rendered.container["volumeMounts"] if m["name"] == name)
-    assert mount["readOnly"] is True
-    return volume["secret"], mount["mountPath"]
-
-
 def test_tls_secrets_are_mounted_where_the_config_points(chart: Chart) -> None:
     rendered = chart.render(values={"tls": {"serverSecret": "gw-tls", "upstreamCASecret": "reg-ca",
                                             "s3CASecret": "minio-ca", "s3CAKey": "public.crt"}})
     cfg = load_rendered(rendered, {})
-    server, server_dir = tls_mount(rendered, "tls-server")
+    server, server_dir = secret_mount(rendered, "tls-server")
     assert server["secretName"] == "gw-tls"
     assert (cfg.server.tls.cert_file, cfg.server.tls.key_file) == (
         f"{server_dir}/tls.crt", f"{server_dir}/tls.key")
-    upstream, upstream_dir = tls_mount(rendered, "tls-upstream-ca")
+    upstream, upstream_dir = secret_mount(rendered, "tls-upstream-ca")
     assert upstream["secretName"] == "reg-ca"
     assert cfg.upstream.tls.ca_file == f"{upstream_dir}/ca.crt"
-    s3, s3_dir = tls_mount(rendered, "tls-s3-ca")
+    s3, s3_dir = secret_mount(rendered, "tls-s3-ca")
     assert s3["items"] == [{"key": "public.crt", "path": "ca.crt"}]
     assert cfg.storage.s3.ca_file == f"{s3_dir}/ca.crt"
     assert cfg.metrics.tls.cert_file is None  # the probes stay on plain HTTP
@@ -715,7 +802,7 @@ def test_harbor_internal_tls_uses_https_and_harbors_internal_ca(chart: Chart) ->
                             namespace="harbor")
     cfg = yaml.safe_load(rendered.config_text)
     assert cfg["upstream"]["url"] == "https://harbor-core.harbor.svc:443"
-    secret, directory = tls_mount(rendered, "tls-upstream-ca")
+    secret, directory = secret_mount(rendered, "tls-upstream-ca")
     assert secret["secretName"] == "harbor-core-internal-tls"
     assert secret["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
     assert cfg["upstream"]["tls"]["ca_file"] == f"{directory}/ca.crt"
