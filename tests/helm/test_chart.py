@@ -66,6 +66,9 @@ EVERYTHING: dict[str, Any] = {
     "autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 80,
                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+    "httpRoute": {"enabled": True, "parentRefs": [{"name": "shared"}],
+                  "hostnames": ["registry.example.com"]},
     "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Registry"}},
     "networkPolicy": {
         "httpFrom": [{"namespaceSelector": {"matchLabels": {"team": "builds"}}}],
@@ -109,9 +112,13 @@ def harbor_values() -> dict[str, Any]:
 # --- lint and schema ---------------------------------------------------------------------
 
 
+CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))  # the examples, all for Harbor's namespace
+
+
 @pytest.mark.parametrize(
-    ("values", "namespace"), [((), "registry"), ((HARBOR_VALUES,), "harbor")],
-    ids=["default", "harbor"],
+    ("values", "namespace"),
+    [((), "registry"), *[((path,), "harbor") for path in CI_VALUES]],
+    ids=["default", *[path.stem for path in CI_VALUES]],
 )
 def test_helm_lint_strict(chart: Chart, values: tuple[Path, ...], namespace: str) -> None:
     args = ["lint", str(CHART), "--strict", "--namespace", namespace]
@@ -130,9 +137,9 @@ def test_helm_lint_strict(chart: Chart, values: tuple[Path, ...], namespace: str
         ("harbor", {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress",
                     "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount",
                     "ServiceMonitor"}),
-        ("everything", {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress",
-                        "NetworkPolicy", "PodDisruptionBudget", "Secret", "Service",
-                        "ServiceAccount", "ServiceMonitor"}),
+        ("everything", {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "HTTPRoute",
+                        "Ingress", "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule",
+                        "Secret", "Service", "ServiceAccount", "ServiceMonitor"}),
     ],
 )
 def test_every_object_is_valid_for_kubernetes(

@@ -6,32 +6,9 @@ import json
 import re
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
-
-from blobgate.expiring import ExpiringCache
-from blobgate.metrics import Stats, StatsCollector
+from support.series import exported
 
 DASHBOARD = Path(__file__).parents[2] / "helm" / "blobgate" / "dashboards" / "blobgate.json"
-
-
-def exported() -> dict[str, set[str]]:
-    """Sample names blobgate exports, each with the label names it carries."""
-    stats = Stats()
-    stats.observe("blob", "GET", "redirect", 0.001)
-    for counter, key in ((stats.membership, ("upstream", "member")), (stats.upstream, "2xx"),
-                         (stats.presign_failures, "x"), (stats.fallbacks, "x"),
-                         (stats.audit, "written"), (stats.reloads, ("f", "ok"))):
-        counter[key] += 1  # type: ignore[index]
-    stats.reload_healthy["f"] = 1
-    stats.caches["token"] = ExpiringCache(1, lambda _v: 0.0)
-    registry = CollectorRegistry()
-    registry.register(StatsCollector(stats))
-    names: dict[str, set[str]] = {}
-    for family in text_string_to_metric_families(generate_latest(registry).decode()):
-        for sample in family.samples:
-            names.setdefault(sample.name, set()).update(sample.labels)
-    return names
 
 
 def test_every_query_uses_exported_metrics_and_labels() -> None:
