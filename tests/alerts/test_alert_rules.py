@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from support.prometheus import RULES, promtool
-from support.series import exported
+from support.series import exported, selectors
 
 HERE = Path(__file__).parent
 UNIT_TESTS = sorted(HERE.glob("*.test.yaml"))
@@ -69,15 +69,6 @@ def test_every_alert_says_what_to_check_and_links_its_runbook(alert: dict[str, A
     assert page == "README.md"
     assert anchor == alert["alert"].lower()
     assert anchor in readme_anchors()
-
-
-def selectors(expr: str) -> list[tuple[str, list[tuple[str, str, str]]]]:
-    """Each ``blobgate_*`` series an expression selects, with its label matchers."""
-    found = []
-    for name, body in re.findall(r"(blobgate_\w+)(?:\{([^}]*)\})?", expr):
-        matchers = re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', body or "")
-        found.append((name, matchers))
-    return found
 
 
 def known_label_values() -> set[str]:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,3 +29,14 @@ def exported() -> dict[str, set[str]]:
         for sample in family.samples:
             names.setdefault(sample.name, set()).update(sample.labels)
     return names
+
+
+Matcher = tuple[str, str, str]  # label, operator, value
+
+
+def selectors(expr: str) -> list[tuple[str, list[Matcher]]]:
+    """Each ``blobgate_*`` series a PromQL expression selects, with its label matchers."""
+    found = []
+    for name, body in re.findall(r"(blobgate_\w+)(?:\{([^}]*)\})?", expr):
+        found.append((name, re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', body or "")))
+    return found

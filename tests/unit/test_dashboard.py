@@ -6,7 +6,10 @@ import json
 import re
 from pathlib import Path
 
-from support.series import exported
+import yaml
+
+from support.prometheus import RULES
+from support.series import exported, selectors
 
 DASHBOARD = Path(__file__).parents[2] / "helm" / "blobgate" / "dashboards" / "blobgate.json"
 
@@ -30,3 +33,18 @@ def test_the_panels_issue_5_asks_for_are_there() -> None:
     titles = {p["title"] for p in json.loads(DASHBOARD.read_text())["panels"]}
     assert {"Redirect ratio", "Offloaded", "Latency percentiles", "Cache hit ratio",
             "Errors"} <= titles
+
+
+def test_unusual_access_panels_show_what_the_access_alerts_watch() -> None:
+    """Each series the unusual-access alerts select (its matchers other than job) is drawn
+    by an "Unusual access" panel, so the dashboard shows what an alert fired on."""
+    panels = [p for p in json.loads(DASHBOARD.read_text())["panels"]
+              if p["title"].startswith("Unusual access")]
+    drawn = {(name, frozenset(m for m in matchers if m[0] != "job"))
+             for p in panels for t in p["targets"] for name, matchers in selectors(t["expr"])}
+    group = next(g for g in yaml.safe_load(RULES.read_text())["groups"]
+                 if g["name"] == "blobgate-access")
+    watched = {(name, frozenset(matchers))
+               for rule in group["rules"] for name, matchers in selectors(rule["expr"])}
+    assert len(watched) == 3
+    assert watched <= drawn
