@@ -29,12 +29,16 @@ SECRET_IN_ENV = {"extraEnv": [{"name": "DB_PASSWORD", "valueFrom": {
 
 
 class Finding(NamedTuple):
+    """One failed check on one object (``kind`` is the first part of ``resource``)."""
+
     check: str
     kind: str
     resource: str
 
 
 class Scan(NamedTuple):
+    """What one checkov run reported for one rendering."""
+
     findings: set[Finding]
     summary: dict[str, Any]
 
