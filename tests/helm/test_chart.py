@@ -644,6 +644,12 @@ def test_database_egress_opens_when_the_audit_database_is_not_named(chart: Chart
         "ports": [{"port": 5432, "protocol": "TCP"}]}
 
 
+def test_redis_egress_opens_when_the_config_names_a_redis(chart: Chart) -> None:
+    rendered = chart.render(values={"config": {"redis": {"url": "redis://harbor-redis:6379/5"}}})
+    assert {"ports": [{"port": 6379, "protocol": "TCP"}]} in (
+        rendered.one("NetworkPolicy")["spec"]["egress"])
+
+
 def test_egress_can_be_left_open(chart: Chart) -> None:
     policy = chart.render(values={"networkPolicy": {"egress": {"enabled": False}}}).one(
         "NetworkPolicy")["spec"]

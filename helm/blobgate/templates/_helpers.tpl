@@ -288,8 +288,9 @@ networkPolicy.egress.extra. A rule without "to" admits any destination on its po
 {{- with include "blobgate.networkPolicy.database" . }}
 {{- $rules = append $rules (fromYaml .) }}
 {{- end }}
-{{- with $e.redis.to }}
-{{- $rules = append $rules (dict "to" . "ports" $e.redis.ports) }}
+{{- $redis := .Values.config.redis | default dict }}
+{{- if or $e.redis.to $redis.url $redis.sentinels }}
+{{- $rules = append $rules (include "blobgate.networkPolicy.rule" (list $e.redis.to $e.redis.ports) | fromYaml) }}
 {{- end }}
 {{- if eq ((.Values.config.storage | default dict).backend | default "s3") "s3" }}
 {{- $rules = append $rules (include "blobgate.networkPolicy.rule" (list $e.s3.to $e.s3.ports) | fromYaml) }}
