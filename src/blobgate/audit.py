@@ -107,7 +107,8 @@ class PostgresAudit:
         self._stats = stats
         self._queue: deque[AuditRecord] = deque()
         self._wake = asyncio.Event()
-        self._pool = LazyPool(cfg.dsn or "", max_size=2, init_sql=_DDL.format(table=cfg.table))
+        self._pool = LazyPool(cfg.dsn or "", max_size=2, init_sql=_DDL.format(table=cfg.table),
+                              password_file=cfg.dsn_password_file)
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.enabled = True

@@ -9,7 +9,9 @@ from pathlib import Path
 from blobgate import __version__, logs, server, tls
 from blobgate.app import check_presign_host, load_keys
 from blobgate.config import Config, load
+from blobgate.db import check_password_files
 from blobgate.errors import ConfigError
+from blobgate.keys import TrustedKeys
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,12 +28,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(cfg: Config) -> int:
-    logs.configure(cfg.log.level)
+def _checked(cfg: Config) -> TrustedKeys:
+    """The token certificates, after every file and setting start-up needs is checked."""
     keys = load_keys(cfg)
     check_presign_host(cfg)
     tls.check_files(cfg)
-    return server.serve(cfg, keys)
+    check_password_files(cfg)
+    return keys
+
+
+def _serve(cfg: Config) -> int:
+    logs.configure(cfg.log.level)
+    return server.serve(cfg, _checked(cfg))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load(args.config)
         if args.command == "check-config":
-            load_keys(cfg)
-            check_presign_host(cfg)
-            tls.check_files(cfg)
+            _checked(cfg)
             print("configuration OK")
             return 0
         return _serve(cfg)

@@ -4,15 +4,24 @@ database that is down.
 After a failed connection attempt, further attempts are refused at once (raising
 ``DatabaseUnavailable``) for ``retry_s`` seconds, so callers fall back immediately
 instead of each paying a connect timeout.
+
+A password kept in a file (``*.dsn_password_file``: a mounted Kubernetes Secret) is
+read for every new connection, so a rotated Secret is used without a restart, and it
+never becomes part of the DSN, the environment or a message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+from blobgate.config import Config
+from blobgate.errors import ConfigError
 
 CONNECT_TIMEOUT_S = 3.0
 ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -22,13 +31,38 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached recently; the message says why."""
 
 
+def read_password(path: Path) -> str:
+    """The password in ``path``, without the line break an editor or ``echo`` leaves."""
+    return path.read_text().rstrip("\r\n")
+
+
+def check_password_files(cfg: Config) -> None:
+    """Read each configured password file once, so a missing or empty one fails
+    ``check-config`` and start-up with its key named."""
+    for key, name in (("membership.dsn_password_file", cfg.membership.dsn_password_file),
+                      ("audit.dsn_password_file", cfg.audit.dsn_password_file)):
+        if name is None:
+            continue
+        try:
+            password = read_password(Path(name))
+        except OSError as exc:
+            raise ConfigError(key, f"cannot read {name}: {exc.strerror}") from None
+        if not password:
+            raise ConfigError(key, f"{name} is empty")
+
+
 class LazyPool:
     """An asyncpg pool created on demand, with ``init_sql`` run once when it opens."""
 
     def __init__(
-        self, dsn: str, max_size: int, init_sql: str | None = None, retry_s: float = 5.0
+        self, dsn: str, max_size: int, init_sql: str | None = None, retry_s: float = 5.0,
+        password_file: str | None = None,
     ) -> None:
         self._dsn = dsn
+        self._password: Callable[[], str] | None = None
+        if password_file is not None:
+            path = Path(password_file)
+            self._password = lambda: read_password(path)
         self._max_size = max_size
         self._init_sql = init_sql
         self._retry_s = retry_s
@@ -51,7 +85,8 @@ class LazyPool:
     async def _open(self) -> None:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._max_size)
+                pool = await asyncpg.create_pool(self._dsn, password=self._password,
+                                                 min_size=1, max_size=self._max_size)
                 if self._init_sql is not None:
                     async with pool.acquire() as conn:
                         await conn.execute(self._init_sql)

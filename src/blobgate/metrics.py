@@ -59,6 +59,7 @@ class Stats:
     streamed_bytes: int = 0
     membership: Counter[tuple[str, str]] = field(default_factory=Counter)
     upstream: Counter[str] = field(default_factory=Counter)
+    upstream_checks: _Histogram = field(default_factory=_Histogram)
     presign_failures: Counter[str] = field(default_factory=Counter)
     fallbacks: Counter[str] = field(default_factory=Counter)
     audit: Counter[str] = field(default_factory=Counter)
@@ -118,6 +119,13 @@ class StatsCollector(Collector):
                        ["source", "result"], s.membership)
         yield _counter("blobgate_upstream_responses", "Upstream answers by status class.",
                        ["status_class"], s.upstream)
+        checks = HistogramMetricFamily(
+            "blobgate_upstream_check_duration_seconds",
+            "Time the registry took to answer blobgate's own requests (membership, sizes,"
+            " readiness).",
+        )
+        checks.add_metric([], s.upstream_checks.buckets(), s.upstream_checks.total)
+        yield checks
         yield _counter("blobgate_presign_failures", "Presigning failures by reason.",
                        ["reason"], s.presign_failures)
         yield _counter("blobgate_fallbacks", "Blob requests not redirected, by reason.",

@@ -65,7 +65,8 @@ def _gate(
     source: Membership = registry
     rule = None
     if m.source == "harbor_db":
-        pool = databases["membership"] = LazyPool(m.dsn or "", max_size=8)
+        pool = databases["membership"] = LazyPool(m.dsn or "", max_size=8,
+                                                  password_file=m.dsn_password_file)
         stack.push_async_callback(pool.close)
         db = HarborDB(pool)
         source = HarborDBMembership(db, registry, stats)

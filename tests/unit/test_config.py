@@ -89,6 +89,15 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("", {"BLOBGATE_STORAGE_S3_PATH_STYLE": "maybe"}, "storage.s3.path_style",
          "true or false"),
         ("", {"BLOBGATE_SERVER_PROT": "1"}, "BLOBGATE_SERVER_PROT", "unknown setting"),
+        ("membership: {dsn_password_file: /run/pw}", {}, "membership.dsn_password_file",
+         "needs a dsn"),
+        ("membership: {dsn: 'postgresql://u:secret@db/registry', dsn_password_file: /run/pw}",
+         {}, "membership.dsn", "keep it in the file only"),
+        ("audit: {sink: postgres, dsn_password_file: /run/pw}", {}, "audit.dsn",
+         "is required for sink postgres"),
+        ("audit: {dsn: 'postgresql://u:pw@db/audit'}",
+         {"BLOBGATE_AUDIT_DSN_PASSWORD_FILE": "/run/pw"}, "audit.dsn",
+         "keep it in the file only"),
     ],
 )
 def test_errors_name_the_key_and_why(
@@ -125,6 +134,26 @@ def test_check_config_needs_readable_certificates(tmp_path: Path) -> None:
     result = run_cli("check-config", "--config", str(config))
     assert result.returncode == 2
     assert "auth.certificates" in result.stderr
+
+
+@pytest.mark.parametrize("content", [None, "\n"], ids=["missing", "empty"])
+def test_check_config_needs_a_readable_password_file(
+    tmp_path: Path, bundle: Path, content: str | None
+) -> None:
+    password_file = tmp_path / "password"
+    if content is not None:
+        password_file.write_text(content)
+    config = write(tmp_path, f"""
+auth: {{certificates: {bundle}}}
+membership: {{source: harbor_db, dsn: "postgresql://postgres@db/registry",
+              dsn_password_file: {password_file}}}
+""")
+    result = run_cli("check-config", "--config", str(config))
+    assert result.returncode == 2
+    assert f"membership.dsn_password_file: {'cannot read' if content is None else ''}" in (
+        result.stderr)
+    password_file.write_text("changeit\n")
+    assert run_cli("check-config", "--config", str(config)).returncode == 0
 
 
 def test_check_config_accepts_a_good_file(tmp_path: Path, bundle: Path) -> None:

@@ -6,32 +6,12 @@ import json
 import re
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
+import yaml
 
-from blobgate.expiring import ExpiringCache
-from blobgate.metrics import Stats, StatsCollector
+from support.prometheus import RULES
+from support.series import exported, selectors
 
 DASHBOARD = Path(__file__).parents[2] / "helm" / "blobgate" / "dashboards" / "blobgate.json"
-
-
-def exported() -> dict[str, set[str]]:
-    """Sample names blobgate exports, each with the label names it carries."""
-    stats = Stats()
-    stats.observe("blob", "GET", "redirect", 0.001)
-    for counter, key in ((stats.membership, ("upstream", "member")), (stats.upstream, "2xx"),
-                         (stats.presign_failures, "x"), (stats.fallbacks, "x"),
-                         (stats.audit, "written"), (stats.reloads, ("f", "ok"))):
-        counter[key] += 1  # type: ignore[index]
-    stats.reload_healthy["f"] = 1
-    stats.caches["token"] = ExpiringCache(1, lambda _v: 0.0)
-    registry = CollectorRegistry()
-    registry.register(StatsCollector(stats))
-    names: dict[str, set[str]] = {}
-    for family in text_string_to_metric_families(generate_latest(registry).decode()):
-        for sample in family.samples:
-            names.setdefault(sample.name, set()).update(sample.labels)
-    return names
 
 
 def test_every_query_uses_exported_metrics_and_labels() -> None:
@@ -53,3 +33,18 @@ def test_the_panels_issue_5_asks_for_are_there() -> None:
     titles = {p["title"] for p in json.loads(DASHBOARD.read_text())["panels"]}
     assert {"Redirect ratio", "Offloaded", "Latency percentiles", "Cache hit ratio",
             "Errors"} <= titles
+
+
+def test_unusual_access_panels_show_what_the_access_alerts_watch() -> None:
+    """Each series the unusual-access alerts select (its matchers other than job) is drawn
+    by an "Unusual access" panel, so the dashboard shows what an alert fired on."""
+    panels = [p for p in json.loads(DASHBOARD.read_text())["panels"]
+              if p["title"].startswith("Unusual access")]
+    drawn = {(name, frozenset(m for m in matchers if m[0] != "job"))
+             for p in panels for t in p["targets"] for name, matchers in selectors(t["expr"])}
+    group = next(g for g in yaml.safe_load(RULES.read_text())["groups"]
+                 if g["name"] == "blobgate-access")
+    watched = {(name, frozenset(matchers))
+               for rule in group["rules"] for name, matchers in selectors(rule["expr"])}
+    assert len(watched) == 3
+    assert watched <= drawn

@@ -146,7 +146,8 @@ harbor-core internal certificate Secret), and where each Secret is mounted.
 {{- end }}
 
 {{/*
-S3 credentials: the Secret they come from (empty: the AWS chain of the pod's identity).
+S3 credentials: the Secret holding the shared-credentials file (empty: the AWS chain of
+the pod's identity), and where that file is mounted.
 */}}
 {{- define "blobgate.s3.secretName" -}}
 {{- if .Values.s3.existingSecret }}
@@ -156,14 +157,35 @@ S3 credentials: the Secret they come from (empty: the AWS chain of the pod's ide
 {{- end }}
 {{- end }}
 
+{{- define "blobgate.s3.dir" -}}
+/etc/blobgate/aws
+{{- end }}
+
 {{/*
-Harbor's database as a connection string; $(HARBOR_DATABASE_PASSWORD) is expanded by
-Kubernetes from the variable defined just before BLOBGATE_MEMBERSHIP_DSN.
+Database passwords: each mounted alone from its Secret, the file blobgate reads it from.
+*/}}
+{{- define "blobgate.harbor.databaseEnabled" -}}
+{{- if and .Values.harbor.enabled .Values.harbor.database.enabled }}true{{- end }}
+{{- end }}
+
+{{- define "blobgate.harbor.databaseDir" -}}
+/etc/blobgate/harbor-database
+{{- end }}
+
+{{- define "blobgate.audit.databaseDir" -}}
+/etc/blobgate/audit-database
+{{- end }}
+
+{{/*
+Harbor's database as a connection string, without the password.
 */}}
 {{- define "blobgate.harbor.databaseDSN" -}}
 {{- $db := .Values.harbor.database }}
-{{- $host := default (printf "%s-database.%s.svc" (include "blobgate.harbor.fullname" .) (include "blobgate.harbor.namespace" .)) $db.host }}
-{{- printf "postgresql://%s:$(HARBOR_DATABASE_PASSWORD)@%s:%d/%s?sslmode=%s" $db.user $host (int $db.port) $db.name $db.sslmode }}
+{{- printf "postgresql://%s@%s:%d/%s?sslmode=%s" $db.user (include "blobgate.harbor.databaseHost" .) (int $db.port) $db.name $db.sslmode }}
+{{- end }}
+
+{{- define "blobgate.harbor.databaseHost" -}}
+{{- default (printf "%s-database.%s.svc" (include "blobgate.harbor.fullname" .) (include "blobgate.harbor.namespace" .)) .Values.harbor.database.host }}
 {{- end }}
 
 {{- define "blobgate.harbor.databaseSecretName" -}}
@@ -180,8 +202,17 @@ blobgate.yaml: .Values.config with the values the chart derives filled in.
 {{- fail "config.metrics.enabled must be true: the liveness and readiness probes use /healthz and /readyz on the metrics port" }}
 {{- end }}
 {{- $audit := $cfg.audit | default dict }}
-{{- if and (eq ($audit.sink | default "log") "postgres") (not $audit.dsn) (not .Values.auditDatabase.secretName) }}
-{{- fail "config.audit.sink is postgres: set auditDatabase.secretName to the Secret holding its DSN" }}
+{{- if and (eq ($audit.sink | default "log") "postgres") (not $audit.dsn) }}
+{{- fail "config.audit.sink is postgres: set config.audit.dsn (without the password) and auditDatabase.secretName for the password" }}
+{{- end }}
+{{- with $audit.dsn }}
+{{- if contains ":" ((urlParse .).userinfo | default "") }}
+{{- fail "config.audit.dsn holds a password, which would be stored in a ConfigMap: put it in the Secret named by auditDatabase.secretName" }}
+{{- end }}
+{{- end }}
+{{- if .Values.auditDatabase.secretName }}
+{{- $_ := set $audit "dsn_password_file" (printf "%s/password" (include "blobgate.audit.databaseDir" .)) }}
+{{- $_ := set $cfg "audit" $audit }}
 {{- end }}
 {{- $upstream := $cfg.upstream | default dict }}
 {{- $_ := set $upstream "url" (include "blobgate.upstreamURL" .) }}
@@ -209,9 +240,11 @@ blobgate.yaml: .Values.config with the values the chart derives filled in.
 {{- $_ := set $storage "s3" $s3 }}
 {{- $_ := set $cfg "storage" $storage }}
 {{- end }}
-{{- if and .Values.harbor.enabled .Values.harbor.database.enabled }}
+{{- if include "blobgate.harbor.databaseEnabled" . }}
 {{- $membership := $cfg.membership | default dict }}
 {{- $_ := set $membership "source" "harbor_db" }}
+{{- $_ := set $membership "dsn" (include "blobgate.harbor.databaseDSN" .) }}
+{{- $_ := set $membership "dsn_password_file" (printf "%s/password" (include "blobgate.harbor.databaseDir" .)) }}
 {{- $_ := set $cfg "membership" $membership }}
 {{- end }}
 {{- toYaml $cfg }}
@@ -231,40 +264,90 @@ Port numbers from the configuration, with blobgate's defaults.
 {{- end }}
 
 {{/*
-The container's environment: S3 credentials, Harbor's database, the audit DSN, then
-extraEnv. The password variable comes before the DSN that refers to it as
-$(HARBOR_DATABASE_PASSWORD).
+The container's environment: where the S3 credentials file is (never a secret value
+itself), then extraEnv.
 */}}
 {{- define "blobgate.env" -}}
-{{- with include "blobgate.s3.secretName" . }}
-- name: AWS_ACCESS_KEY_ID
-  valueFrom:
-    secretKeyRef:
-      name: {{ . }}
-      key: {{ $.Values.s3.accessKeyIdKey }}
-- name: AWS_SECRET_ACCESS_KEY
-  valueFrom:
-    secretKeyRef:
-      name: {{ . }}
-      key: {{ $.Values.s3.secretAccessKeyKey }}
-{{- end }}
-{{- if and .Values.harbor.enabled .Values.harbor.database.enabled }}
-- name: HARBOR_DATABASE_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "blobgate.harbor.databaseSecretName" . }}
-      key: {{ .Values.harbor.database.passwordKey }}
-- name: BLOBGATE_MEMBERSHIP_DSN
-  value: {{ include "blobgate.harbor.databaseDSN" . | quote }}
-{{- end }}
-{{- with .Values.auditDatabase.secretName }}
-- name: BLOBGATE_AUDIT_DSN
-  valueFrom:
-    secretKeyRef:
-      name: {{ . }}
-      key: {{ $.Values.auditDatabase.key }}
+{{- if include "blobgate.s3.secretName" . }}
+- name: AWS_SHARED_CREDENTIALS_FILE
+  value: {{ include "blobgate.s3.dir" . }}/credentials
 {{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+NetworkPolicy egress: DNS, the upstream registry, the databases in use, Redis, S3, then
+networkPolicy.egress.extra. A rule without "to" admits any destination on its ports.
+*/}}
+{{- define "blobgate.networkPolicy.egress" -}}
+{{- $e := .Values.networkPolicy.egress }}
+{{- $rules := list (dict "to" $e.dns "ports" (list (dict "port" 53 "protocol" "UDP") (dict "port" 53 "protocol" "TCP"))) }}
+{{- $rules = append $rules (include "blobgate.networkPolicy.upstream" . | fromYaml) }}
+{{- with include "blobgate.networkPolicy.database" . }}
+{{- $rules = append $rules (fromYaml .) }}
+{{- end }}
+{{- $redis := .Values.config.redis | default dict }}
+{{- if or $e.redis.to $redis.url $redis.sentinels }}
+{{- $rules = append $rules (include "blobgate.networkPolicy.rule" (list $e.redis.to $e.redis.ports) | fromYaml) }}
+{{- end }}
+{{- if eq ((.Values.config.storage | default dict).backend | default "s3") "s3" }}
+{{- $rules = append $rules (include "blobgate.networkPolicy.rule" (list $e.s3.to $e.s3.ports) | fromYaml) }}
+{{- end }}
+{{- toYaml (concat $rules $e.extra) }}
+{{- end }}
+
+{{- define "blobgate.networkPolicy.rule" -}}
+{{- $rule := dict "ports" (index . 1) }}
+{{- with index . 0 }}
+{{- $_ := set $rule "to" . }}
+{{- end }}
+{{- toYaml $rule }}
+{{- end }}
+
+{{/*
+Harbor's pods of one component, as a NetworkPolicyPeer (labels every Harbor chart
+version sets: release and component).
+*/}}
+{{- define "blobgate.networkPolicy.harborPods" -}}
+{{- $root := index . 0 }}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ include "blobgate.harbor.namespace" $root }}
+  podSelector:
+    matchLabels:
+      release: {{ $root.Values.harbor.releaseName }}
+      component: {{ index . 1 }}
+{{- end }}
+
+{{- define "blobgate.networkPolicy.upstream" -}}
+{{- $u := .Values.networkPolicy.egress.upstream }}
+{{- $harborCore := and .Values.harbor.enabled (not (.Values.config.upstream | default dict).url) }}
+{{- $to := $u.to }}
+{{- if and (not $to) $harborCore }}
+{{- $to = include "blobgate.networkPolicy.harborPods" (list . "core") | fromYamlArray }}
+{{- end }}
+{{- $ports := $u.ports }}
+{{- if and (not $ports) $harborCore }}
+{{- $ports = list (dict "port" (ternary 8443 8080 .Values.harbor.internalTLS) "protocol" "TCP") }}
+{{- else if not $ports }}
+{{- $url := urlParse (include "blobgate.upstreamURL" .) }}
+{{- $port := regexFind "[0-9]+$" (regexFind ":[0-9]+$" $url.host) | default (ternary "443" "80" (eq $url.scheme "https")) }}
+{{- $ports = list (dict "port" (int $port) "protocol" "TCP") }}
+{{- end }}
+{{- include "blobgate.networkPolicy.rule" (list $to $ports) }}
+{{- end }}
+
+{{- define "blobgate.networkPolicy.database" -}}
+{{- $d := .Values.networkPolicy.egress.database }}
+{{- $harbor := include "blobgate.harbor.databaseEnabled" . }}
+{{- $audit := eq ((.Values.config.audit | default dict).sink | default "log") "postgres" }}
+{{- $to := $d.to }}
+{{- if and (not $to) $harbor (not $audit) (not .Values.harbor.database.host) }}
+{{- $to = include "blobgate.networkPolicy.harborPods" (list . "database") | fromYamlArray }}
+{{- end }}
+{{- if or $to $harbor $audit }}
+{{- include "blobgate.networkPolicy.rule" (list $to $d.ports) }}
 {{- end }}
 {{- end }}

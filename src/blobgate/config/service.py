@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from importlib.util import find_spec
+from urllib.parse import urlsplit
 
 from blobgate.settings import check, check_url
 
@@ -137,12 +138,24 @@ class AuthConfig:
             )
 
 
+def check_dsn(dsn: str | None, password_file: str | None, needed: bool, why: str) -> None:
+    """A PostgreSQL DSN (``needed``: required, ``why`` says for what) and the file holding
+    its password: the password lives in one place, never in both."""
+    check(not needed or bool(dsn), "dsn", f"is required for {why}")
+    if password_file is None:
+        return
+    check(bool(dsn), "dsn_password_file", "needs a dsn to go with it")
+    check(urlsplit(dsn or "").password is None, "dsn",
+          "holds a password while dsn_password_file is set; keep it in the file only")
+
+
 @dataclass(frozen=True)
 class MembershipConfig:
     """How blobgate learns that a blob belongs to a repository."""
 
     source: str = "upstream"
     dsn: str | None = None
+    dsn_password_file: str | None = None
     cache_ttl_s: int = 300
     cache_size: int = 100_000
     warm_from_manifests: bool = True
@@ -152,7 +165,7 @@ class MembershipConfig:
         check(self.warm_max_blobs > 0, "warm_max_blobs", "must be positive")
         check(self.source in ("upstream", "harbor_db"), "source",
               "must be 'upstream' or 'harbor_db'")
-        check(self.source != "harbor_db" or bool(self.dsn), "dsn", "is required for harbor_db")
+        check_dsn(self.dsn, self.dsn_password_file, self.source == "harbor_db", "harbor_db")
         check(self.cache_ttl_s >= 0, "cache_ttl_s", "must not be negative")
         check(self.cache_size > 0, "cache_size", "must be positive")
 
@@ -163,6 +176,7 @@ class AuditConfig:
 
     sink: str = "log"
     dsn: str | None = None
+    dsn_password_file: str | None = None
     table: str = "blobgate_audit"
     queue_size: int = 10_000
     batch_size: int = 500
@@ -170,7 +184,7 @@ class AuditConfig:
 
     def __post_init__(self) -> None:
         check(self.sink in ("log", "postgres"), "sink", "must be 'log' or 'postgres'")
-        check(self.sink != "postgres" or bool(self.dsn), "dsn", "is required for sink postgres")
+        check_dsn(self.dsn, self.dsn_password_file, self.sink == "postgres", "sink postgres")
         check(re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.table) is not None, "table",
               "must be a lower-case SQL identifier")
         check(self.queue_size > 0, "queue_size", "must be positive")
