@@ -459,6 +459,20 @@ def test_audit_password_is_a_mounted_file(everything: Rendered) -> None:
     assert (cfg.audit.dsn, cfg.audit.dsn_password_file) == (AUDIT_DSN, f"{directory}/password")
 
 
+def test_redis_password_is_a_mounted_file(chart: Chart) -> None:
+    values = {"config": {"redis": {"url": "redis://harbor-redis.harbor.svc:6379/10"}},
+              "redisPassword": {"secretName": "blobgate-redis", "passwordKey": "REDIS_PASSWORD"}}
+    rendered = chart.render([], values)
+    secret, directory = secret_mount(rendered, "redis-password")
+    assert secret["secretName"] == "blobgate-redis"
+    assert secret["items"] == [{"key": "REDIS_PASSWORD", "path": "password"}]
+    cfg = load_rendered(rendered, {})
+    assert cfg.redis.url == "redis://harbor-redis.harbor.svc:6379/10"
+    assert (cfg.redis.password, cfg.redis.password_file) == (None, f"{directory}/password")
+    containers = rendered.one("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert not any("REDIS" in e["name"] for c in containers for e in c.get("env", []))
+
+
 def test_harbor_upstream_is_harbor_core(harbor: Rendered) -> None:
     assert yaml.safe_load(harbor.config_text)["upstream"]["url"] == HARBOR_UPSTREAM
 
@@ -613,6 +627,7 @@ def test_harbor_egress_goes_to_harbor_pods(harbor: Rendered) -> None:
         DNS_RULE,
         {"to": harbor_pods("core"), "ports": [{"port": 8080, "protocol": "TCP"}]},
         {"to": harbor_pods("database"), "ports": [{"port": 5432, "protocol": "TCP"}]},
+        {"to": harbor_pods("redis"), "ports": [{"port": 6379, "protocol": "TCP"}]},
         S3_RULE,
     ]
 

@@ -176,6 +176,10 @@ Database passwords: each mounted alone from its Secret, the file blobgate reads 
 /etc/blobgate/audit-database
 {{- end }}
 
+{{- define "blobgate.redis.dir" -}}
+/etc/blobgate/redis
+{{- end }}
+
 {{/*
 Harbor's database as a connection string, without the password.
 */}}
@@ -213,6 +217,11 @@ blobgate.yaml: .Values.config with the values the chart derives filled in.
 {{- if .Values.auditDatabase.secretName }}
 {{- $_ := set $audit "dsn_password_file" (printf "%s/password" (include "blobgate.audit.databaseDir" .)) }}
 {{- $_ := set $cfg "audit" $audit }}
+{{- end }}
+{{- if .Values.redisPassword.secretName }}
+{{- $redis := $cfg.redis | default dict }}
+{{- $_ := set $redis "password_file" (printf "%s/password" (include "blobgate.redis.dir" .)) }}
+{{- $_ := set $cfg "redis" $redis }}
 {{- end }}
 {{- $upstream := $cfg.upstream | default dict }}
 {{- $_ := set $upstream "url" (include "blobgate.upstreamURL" .) }}
