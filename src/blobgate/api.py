@@ -25,6 +25,7 @@ from aiohttp import web
 
 from blobgate.accesslog import info_of
 from blobgate.audit import Audit, AuditRecord
+from blobgate.backends.contract import Presigner, URLOptions
 from blobgate.blobs import BlobService
 from blobgate.callers import Callers
 from blobgate.errors import (
@@ -38,7 +39,6 @@ from blobgate.errors import (
 )
 from blobgate.gate import REFUSED, Denied, Pull
 from blobgate.reference import BlobRef, Digest, parse_blob, parse_digest, parse_name
-from blobgate.signing import Presigner, URLOptions
 
 URL_PATH = re.compile(r"/api/(v1|v2\.0)/blobs/([^/]+)/url")
 BATCH_PATH = "/api/v1/blobs/urls"

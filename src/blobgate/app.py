@@ -22,6 +22,7 @@ from aiohttp import web
 
 from blobgate.accesslog import info_of
 from blobgate.audit import AUDIT
+from blobgate.backends.s3 import presign_host
 from blobgate.config import Config
 from blobgate.errors import BlobgateError, ConfigError, RegistryError
 from blobgate.keys import KeyBundleError, TrustedKeys
@@ -29,7 +30,6 @@ from blobgate.metrics import STATS, Stats
 from blobgate.proxy import forward, request_target
 from blobgate.reference import BlobRef, blob_path, parse_blob
 from blobgate.services import Services, open_services
-from blobgate.storage import presign_host
 from blobgate.warmup import MANIFEST_PATH
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from blobgate.accesslog import INFO_KEY, RequestInfo
+from blobgate.backends.contract import Presigner
 from blobgate.cache import URLCache
 from blobgate.errors import NotInStorage, RegistryError, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
@@ -27,7 +28,6 @@ from blobgate.metrics import Stats
 from blobgate.proxy import client_host_header, first_forwarded, forward
 from blobgate.reference import BlobRef, Digest
 from blobgate.routing import Network, RoutingPolicy, client_address, in_networks
-from blobgate.signing import Presigner
 from blobgate.stream import API_VERSION, BlobSource, RangeNotSatisfiable, parse_range, serve
 from blobgate.stream import not_satisfiable as range_not_satisfiable
 from blobgate.upstream import Upstream

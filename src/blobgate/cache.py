@@ -22,10 +22,10 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 
+from blobgate.backends.contract import Presigner, SignedURL
 from blobgate.errors import NotInStorage, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import Digest
-from blobgate.signing import Presigner, SignedURL
 
 
 class Presence:

@@ -18,10 +18,12 @@ from pathlib import Path
 from blobgate.api import UrlApi
 from blobgate.audit import Audit, PostgresAudit, open_audit
 from blobgate.auth import TokenVerifier
+from blobgate.backends.cloudfront import CDNPresigner, KeyStore
+from blobgate.backends.registry import RegistryBlobs
+from blobgate.backends.s3 import open_s3, presign_host
 from blobgate.blobs import BlobService
 from blobgate.cache import Presence, URLCache
 from blobgate.callers import Callers
-from blobgate.cdn import CDNPresigner, KeyStore
 from blobgate.challenge import Challenge
 from blobgate.config import CDNConfig, Config
 from blobgate.confirmations import Confirmations
@@ -31,9 +33,7 @@ from blobgate.harbordb import HarborDB, HarborDBMembership, HarborTokenRule
 from blobgate.keys import TrustedKeys
 from blobgate.membership import CachedMembership, Membership, UpstreamMembership
 from blobgate.metrics import Stats
-from blobgate.origin import RegistryBlobs
 from blobgate.routing import RoutingPolicy, parse_networks
-from blobgate.storage import open_s3, presign_host
 from blobgate.stream import BlobSource
 from blobgate.upstream import Upstream
 from blobgate.warmup import ManifestWarmer

@@ -10,11 +10,11 @@ import pytest
 from aiobotocore.credentials import AioRefreshableCredentials
 from aiobotocore.session import AioSession
 
+from blobgate.backends.s3 import SignedURL, open_s3, presign_host
 from blobgate.cache import Presence, URLCache
 from blobgate.config import S3Config
 from blobgate.errors import NotInStorage, StorageError, StorageUnchecked
 from blobgate.reference import Digest
-from blobgate.storage import SignedURL, open_s3, presign_host
 
 DIGEST = Digest("sha256:" + "a" * 64)
 

@@ -23,11 +23,11 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from blobgate.backends.contract import DEFAULT_OPTIONS, SignedURL, URLOptions
+from blobgate.backends.sigv4 import Credentials, QuerySigner
 from blobgate.config import SIGV4_MAX_EXPIRES_S, S3Config
 from blobgate.errors import NotInStorage, StorageError
 from blobgate.reference import BlobRef, Digest, storage_key
-from blobgate.signing import DEFAULT_OPTIONS, SignedURL, URLOptions
-from blobgate.sigv4 import Credentials, QuerySigner
 from blobgate.stream import Span
 
 log = logging.getLogger(__name__)

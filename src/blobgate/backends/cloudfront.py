@@ -23,10 +23,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from blobgate.backends.contract import DEFAULT_OPTIONS, SignedURL, URLOptions
 from blobgate.config import SIGV4_MAX_EXPIRES_S
 from blobgate.errors import StorageError
 from blobgate.reference import Digest, storage_key
-from blobgate.signing import DEFAULT_OPTIONS, SignedURL, URLOptions
 
 # CloudFront's URL-safe base64: standard alphabet with + = / replaced by - _ ~.
 _CLOUDFRONT_B64 = str.maketrans("+=/", "-_~")

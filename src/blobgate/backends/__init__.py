@@ -1,0 +1,1 @@
+"""Storage backends: where blob bytes live, and how clients are sent to them."""
