@@ -10,7 +10,8 @@ import pytest
 from aiobotocore.credentials import AioRefreshableCredentials
 from aiobotocore.session import AioSession
 
-from blobgate.backends.s3 import SignedURL, open_s3, presign_host
+from blobgate.backends.contract import SignedURL
+from blobgate.backends.s3 import open_s3, presign_host
 from blobgate.cache import Presence, URLCache
 from blobgate.config import S3Config
 from blobgate.errors import NotInStorage, StorageError, StorageUnchecked

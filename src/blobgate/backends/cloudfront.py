@@ -134,6 +134,9 @@ class KeyStore:
 class CDNPresigner:
     """A ``Presigner`` handing out CloudFront URLs for blobs (the path is the S3 key)."""
 
+    name = "cloudfront"
+    options: frozenset[str] = frozenset()  # a canned policy signs no response headers
+
     def __init__(
         self,
         keys: KeyStore,

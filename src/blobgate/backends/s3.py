@@ -23,12 +23,17 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from blobgate.backends.contract import DEFAULT_OPTIONS, SignedURL, URLOptions
+from blobgate.backends.contract import (
+    DEFAULT_OPTIONS,
+    URL_OPTIONS,
+    SignedURL,
+    Span,
+    URLOptions,
+)
 from blobgate.backends.sigv4 import Credentials, QuerySigner
 from blobgate.config import SIGV4_MAX_EXPIRES_S, S3Config
 from blobgate.errors import NotInStorage, StorageError
 from blobgate.reference import BlobRef, Digest, storage_key
-from blobgate.stream import Span
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +71,10 @@ def _reason(exc: BotoCoreError | ClientError) -> str:
 
 
 class S3Storage:
-    """Presigns and describes blobs in the registry's bucket."""
+    """Presigns and describes blobs in the registry's bucket (an ``ObjectStore``)."""
+
+    name = "s3"
+    options = URL_OPTIONS
 
     def __init__(
         self,
