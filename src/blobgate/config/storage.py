@@ -26,10 +26,17 @@ class S3Config:
     unsafe_allow_gateway_host: bool = False
     ca_file: str | None = None
     verify: bool = True
+    use_dualstack: bool = False
+    accelerate: bool = False
 
     def __post_init__(self) -> None:
         check(bool(self.bucket), "bucket", "must not be empty")
         check(bool(self.region), "region", "must not be empty")
+        for flag, name in ((self.accelerate, "accelerate"), (self.use_dualstack, "use_dualstack")):
+            check(not flag or self.endpoint_url is self.public_endpoint_url is None, name,
+                  "chooses an AWS endpoint: endpoint_url and public_endpoint_url must be null")
+        check(not (self.accelerate and self.path_style), "accelerate",
+              "needs path_style false (S3 Transfer Acceleration only has virtual-hosted URLs)")
         if self.endpoint_url is not None:
             check_url(self.endpoint_url, "endpoint_url")
         if self.public_endpoint_url is not None:
