@@ -83,10 +83,11 @@ class BlobService:
                                 else "storage_unchecked", exc)
                 return await self._pass(request, info, "passthrough")
             except StorageError as exc:
+                self.stats.presign_failures[urls.presigner.name, exc.reason] += 1
                 self._fell_back("presign_failed", exc)
             else:
                 info.outcome = "redirect"
-                self.stats.offloaded_bytes += signed.size or 0
+                self.stats.offloaded_bytes[urls.presigner.name] += signed.size or 0
                 return web.Response(status=307, headers={
                     "Location": signed.url,
                     "Docker-Content-Digest": ref.digest,
@@ -158,8 +159,6 @@ class BlobService:
     def _fell_back(self, reason: str, exc: Exception) -> None:
         """Count a fallback; log each distinct cause once."""
         self.stats.fallbacks[reason] += 1
-        if isinstance(exc, StorageError) and reason == "presign_failed":
-            self.stats.presign_failures[exc.reason] += 1
         cause = f"{reason}:{type(exc).__name__}:{getattr(exc, 'reason', '')}"
         if cause not in self._logged_causes:
             self._logged_causes.add(cause)

@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from blobgate.backends import azure
 from blobgate.backends.cloudfront import CDNPresigner, KeyStore
 from blobgate.backends.contract import BlobSource, ObjectStore
 from blobgate.backends.registry import RegistryBlobs
@@ -53,11 +54,17 @@ def presign_target(storage: StorageConfig) -> PresignTarget | None:
     if storage.backend == "s3":
         return PresignTarget(presign_host(storage.s3), "storage.s3.public_endpoint_url",
                              storage.s3.unsafe_allow_gateway_host)
+    if storage.backend == "azure":
+        key = "public_endpoint_url" if storage.azure.public_endpoint_url else "endpoint_url"
+        return PresignTarget(azure.presign_host(storage.azure), f"storage.azure.{key}")
     return None
 
 
 def _open_store(storage: StorageConfig) -> AbstractAsyncContextManager[ObjectStore]:
-    return open_s3(storage.s3, chunk_bytes=storage.stream_chunk_bytes)
+    chunk_bytes = storage.stream_chunk_bytes
+    if storage.backend == "azure":
+        return azure.open_azure(storage.azure, chunk_bytes)
+    return open_s3(storage.s3, chunk_bytes=chunk_bytes)
 
 
 @asynccontextmanager
