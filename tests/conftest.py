@@ -1,5 +1,5 @@
-"""Fixtures shared by all test suites: real S3 and Azure Blob servers, token signing, a
-gateway factory."""
+"""Fixtures shared by all test suites: real S3 and Azure Blob servers, a GCS emulator and
+service account, token signing, a gateway factory."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from blobgate.health import create_metrics_app
 from blobgate.reference import parse_digest, storage_key
 
 from support import azurite as az
+from support import gcs
 from support.gateway import BUCKET, GatewayFactory, GatewayTestServer, Scrape
 from support.pki import PKI
 from support.postgres import fresh_database
@@ -85,6 +86,21 @@ def azurite_oauth(azurite_binary: Path, tmp_path_factory: pytest.TempPathFactory
     cert, key = pki.issue("azurite", sans=("localhost", "127.0.0.1"))
     with az.running(azurite_binary, tmp_path_factory.mktemp("azurite-oauth"),
                     (pki.ca_path, cert, key)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gcs_account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[gcs.ServiceAccount]:
+    """A service account key made for this run, and the token endpoint it names."""
+    account = gcs.ServiceAccount(tmp_path_factory.mktemp("gcs-account"))
+    yield account
+    account.tokens.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[gcs.Emulator]:
+    """gcp-storage-emulator with the registry bucket (serves bytes; checks no signature)."""
+    with gcs.emulator(tmp_path_factory.mktemp("gcs")) as server:
         yield server
 
 

@@ -591,6 +591,12 @@ BACKENDS: dict[str, dict[str, Any]] = {
             "azure.workload.identity/client-id": "6f3a2c1e-0d4b-4e8a-9c7f-2b1d5e6a7c80"}},
         "podLabels": {"azure.workload.identity/use": "true"},
     },
+    "gcs": {
+        "config": {"storage": {"backend": "gcs", "gcs": {
+            "bucket": "harbor-registry", "rootdirectory": "harbor"}}},
+        "serviceAccount": {"annotations": {
+            "iam.gke.io/gcp-service-account": "blobgate@example-project.iam.gserviceaccount.com"}},
+    },
 }
 
 

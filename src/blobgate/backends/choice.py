@@ -16,7 +16,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from blobgate.backends import azure
+from blobgate.backends import azure, gcs
 from blobgate.backends.cloudfront import CDNPresigner, KeyStore
 from blobgate.backends.contract import BlobSource, ObjectStore
 from blobgate.backends.registry import RegistryBlobs
@@ -57,6 +57,8 @@ def presign_target(storage: StorageConfig) -> PresignTarget | None:
     if storage.backend == "azure":
         key = "public_endpoint_url" if storage.azure.public_endpoint_url else "endpoint_url"
         return PresignTarget(azure.presign_host(storage.azure), f"storage.azure.{key}")
+    if storage.backend == "gcs":
+        return PresignTarget(gcs.presign_host(storage.gcs), "storage.gcs.endpoint_url")
     return None
 
 
@@ -64,6 +66,8 @@ def _open_store(storage: StorageConfig) -> AbstractAsyncContextManager[ObjectSto
     chunk_bytes = storage.stream_chunk_bytes
     if storage.backend == "azure":
         return azure.open_azure(storage.azure, chunk_bytes)
+    if storage.backend == "gcs":
+        return gcs.open_gcs(storage.gcs, chunk_bytes)
     return open_s3(storage.s3, chunk_bytes=chunk_bytes)
 
 
