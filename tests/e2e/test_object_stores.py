@@ -18,6 +18,7 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,16 +63,24 @@ def pull(stack: Stack, gateway: GatewayProcess, repository: str, image: OciImage
     return gets
 
 
+@contextmanager
+def fronting(stack: Stack, directory: Path, storage: dict[str, Any], env: dict[str, str]
+             ) -> Iterator[GatewayProcess]:
+    """A blobgate in front of the stack's registry, with its blobs in another store."""
+    config = {**gateway_config(stack), "storage": storage}
+    with GatewayProcess(directory, config, name=f"blobgate-{storage['backend']}",
+                        env=dev_environment(env)) as gateway:
+        yield gateway
+
+
 @pytest.fixture
 def azure_gateway(stack: Stack, image: OciImage, pushed: str, azurite: Azurite,
                   tmp_path: Path) -> Iterator[GatewayProcess]:
     copy_blobs(stack, image, azurite.put_blob)
-    config = gateway_config(stack)
-    config["storage"] = {"backend": "azure", "azure": {
+    storage = {"backend": "azure", "azure": {
         "account_name": ACCOUNT, "container": CONTAINER, "endpoint_url": azurite.endpoint_url,
         "rootdirectory": f"/{ROOT}/"}}
-    env = dev_environment({"AZURE_STORAGE_KEY": KEY})
-    with GatewayProcess(tmp_path / "gw", config, name="blobgate-azure", env=env) as gateway:
+    with fronting(stack, tmp_path / "gw", storage, {"AZURE_STORAGE_KEY": KEY}) as gateway:
         yield gateway
 
 
@@ -92,11 +101,10 @@ def test_skopeo_pull_downloads_every_layer_from_azure(
 def gcs_gateway(stack: Stack, image: OciImage, pushed: str, gcs_emulator: Emulator,
                 gcs_account: ServiceAccount, tmp_path: Path) -> Iterator[GatewayProcess]:
     copy_blobs(stack, image, gcs_emulator.put_blob)
-    config = gateway_config(stack)
-    config["storage"] = {"backend": "gcs", "gcs": {
+    storage = {"backend": "gcs", "gcs": {
         "bucket": "registry", "endpoint_url": gcs_emulator.endpoint_url, "rootdirectory": ROOT}}
-    env = dev_environment({"GOOGLE_APPLICATION_CREDENTIALS": str(gcs_account.key_file)})
-    with GatewayProcess(tmp_path / "gw", config, name="blobgate-gcs", env=env) as gateway:
+    env = {"GOOGLE_APPLICATION_CREDENTIALS": str(gcs_account.key_file)}
+    with fronting(stack, tmp_path / "gw", storage, env) as gateway:
         yield gateway
 
 

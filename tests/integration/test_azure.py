@@ -25,14 +25,12 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from blobgate.backends.azure import AzureStorage, DelegationKeys, open_azure
 from blobgate.backends.contract import Span, URLOptions
-from blobgate.config import AzureConfig, RoutingConfig, StorageConfig
+from blobgate.config import AzureConfig
 from blobgate.errors import NotInStorage
 from blobgate.reference import BlobRef, parse_digest
 
 from support.azurite import ACCOUNT, CONTAINER, KEY, Azurite, StaticTokenCredential
-from support.gateway import GatewayFactory, Scrape
 from support.standin import StandIn
-from support.tokens import Signer
 
 Standin = tuple[StandIn, Any]
 SIZE = 2 * (1 << 20) + 777
@@ -206,91 +204,3 @@ async def test_delegation_key_renewed_before_it_expires_and_bounds_the_url(
     assert parse_qs(urlsplit(renewed.url).query)["ske"] != parse_qs(urlsplit(first.url).query)[
         "ske"]
     assert (await fetch(renewed.url, azurite_oauth.ca_file))[:2] == (200, b"renew")
-
-
-# --- through a running gateway ----------------------------------------------------------
-
-
-@pytest.fixture
-def azure_storage(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> StorageConfig:
-    monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
-    return StorageConfig(backend="azure", azure=config(azurite))
-
-
-@pytest.fixture
-def blob(azurite: Azurite, standin: Standin, data: bytes) -> str:
-    digest = azurite.put_blob(data)
-    standin[0].blobs[("library/a", digest)] = data
-    return digest
-
-
-def auth(signer: Signer, **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {signer.token('library/a')}", **extra}
-
-
-async def test_gateway_redirects_to_a_sas_url_serving_the_blob(
-    gateway: GatewayFactory, azure_storage: StorageConfig, signer: Signer, blob: str,
-    data: bytes, standin: Standin, scrape: Scrape,
-) -> None:
-    client = await gateway(storage=azure_storage)
-    before = await scrape(client)
-    response = await client.get(f"/v2/library/a/blobs/{blob}", headers=auth(signer),
-                                allow_redirects=False)
-    assert response.status == 307
-    assert response.headers["Docker-Content-Digest"] == blob
-    status, body, _ = await fetch(response.headers["Location"])
-    assert (status, body) == (200, data)
-    after = await scrape(client)
-    key = 'blobgate_offloaded_bytes_total{backend="azure"}'
-    assert after[key] - before.get(key, 0) == SIZE
-    head = await client.head(f"/v2/library/a/blobs/{blob}", headers=auth(signer),
-                             allow_redirects=False)
-    assert head.status == 200
-    assert head.headers["Content-Length"] == str(SIZE)
-    assert "Location" not in head.headers
-    assert standin[0].count("GET", f"/v2/library/a/blobs/{blob}") == 0
-
-
-async def test_gateway_streams_ranges_from_azure(
-    gateway: GatewayFactory, azure_storage: StorageConfig, signer: Signer, blob: str,
-    data: bytes, standin: Standin,
-) -> None:
-    client = await gateway(storage=azure_storage, routing=RoutingConfig(default="stream"))
-    path = f"/v2/library/a/blobs/{blob}"
-    whole = await client.get(path, headers=auth(signer))
-    assert (whole.status, await whole.read()) == (200, data)
-    ranged = await client.get(path, headers=auth(signer, Range="bytes=1000000-"))
-    assert ranged.status == 206
-    assert ranged.headers["Content-Range"] == f"bytes 1000000-{SIZE - 1}/{SIZE}"
-    assert await ranged.read() == data[1000000:]
-    assert standin[0].count("GET", path) == 0  # the bytes came from Azure
-
-
-async def test_gateway_url_api_hands_out_sas_urls(
-    gateway: GatewayFactory, azure_storage: StorageConfig, signer: Signer, blob: str,
-    data: bytes,
-) -> None:
-    client = await gateway(storage=azure_storage)
-    response = await client.get(f"/api/v1/blobs/{blob}/url", params={
-        "repository": "library/a", "expires_in": "600", "filename": "x.tar"},
-        headers=auth(signer))
-    assert response.status == 200, await response.text()
-    found = await response.json()
-    assert found["size"] == SIZE
-    status, body, headers = await fetch(found["url"])
-    assert (status, body) == (200, data)
-    assert headers["Content-Disposition"] == 'attachment; filename="x.tar"'
-
-
-async def test_gateway_does_not_redirect_to_a_missing_blob(
-    gateway: GatewayFactory, azure_storage: StorageConfig, signer: Signer, standin: Standin,
-) -> None:
-    data = os.urandom(1000)
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    standin[0].blobs[("library/a", digest)] = data  # in the registry, not in Azure
-    client = await gateway(storage=azure_storage)
-    response = await client.get(f"/v2/library/a/blobs/{digest}", headers=auth(signer),
-                                allow_redirects=False)
-    assert response.status == 200
-    assert await response.read() == data
-    assert standin[0].count("GET", f"/v2/library/a/blobs/{digest}") == 1

@@ -4,7 +4,6 @@ gateway with ``storage.backend: gcs``."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import AsyncIterator
@@ -19,14 +18,12 @@ from google.oauth2 import service_account
 
 from blobgate.backends.contract import Span, URLOptions
 from blobgate.backends.gcs import READ_ONLY, GCSStorage, open_gcs
-from blobgate.config import GCSConfig, RoutingConfig, StorageConfig
+from blobgate.config import GCSConfig
 from blobgate.errors import NotInStorage, StorageError
 from blobgate.reference import BlobRef, parse_digest, storage_key
 
-from support.gateway import GatewayFactory, Scrape
 from support.gcs import BUCKET, EMAIL, Emulator, InvalidSignature, ServiceAccount, verify
 from support.standin import StandIn
-from support.tokens import Signer
 
 Standin = tuple[StandIn, Any]
 SIZE = 2 * (1 << 20) + 4321
@@ -155,94 +152,3 @@ async def test_ranged_streaming(
             assert len(chunk) <= 256 * 1024
             chunks.append(chunk)
     assert b"".join(chunks) == data[first : last + 1]
-
-
-# --- through a running gateway ----------------------------------------------------------
-
-
-@pytest.fixture
-def gcs_storage(gcs_emulator: Emulator, gcs_account: ServiceAccount,
-                monkeypatch: pytest.MonkeyPatch) -> StorageConfig:
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(gcs_account.key_file))
-    return StorageConfig(backend="gcs", gcs=config(gcs_emulator))
-
-
-@pytest.fixture
-def blob(gcs_emulator: Emulator, standin: Standin, data: bytes) -> str:
-    digest = gcs_emulator.put_blob(data)
-    standin[0].blobs[("library/a", digest)] = data
-    return digest
-
-
-def auth(signer: Signer, **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {signer.token('library/a')}", **extra}
-
-
-async def test_gateway_redirects_to_a_signed_url_serving_the_blob(
-    gateway: GatewayFactory, gcs_storage: StorageConfig, signer: Signer, blob: str,
-    data: bytes, standin: Standin, gcs_account: ServiceAccount, scrape: Scrape,
-) -> None:
-    client = await gateway(storage=gcs_storage)
-    before = await scrape(client)
-    response = await client.get(f"/v2/library/a/blobs/{blob}", headers=auth(signer),
-                                allow_redirects=False)
-    assert response.status == 307
-    location = response.headers["Location"]
-    verify(location, gcs_account.public_key)
-    assert hashlib.sha256((await fetch(location))[1]).hexdigest() == blob.split(":")[1]
-    after = await scrape(client)
-    key = 'blobgate_offloaded_bytes_total{backend="gcs"}'
-    assert after[key] - before.get(key, 0) == SIZE
-    head = await client.head(f"/v2/library/a/blobs/{blob}", headers=auth(signer),
-                             allow_redirects=False)
-    assert (head.status, head.headers["Content-Length"]) == (200, str(SIZE))
-    assert "Location" not in head.headers
-    assert standin[0].count("GET", f"/v2/library/a/blobs/{blob}") == 0
-
-
-async def test_gateway_streams_ranges_from_gcs(
-    gateway: GatewayFactory, gcs_storage: StorageConfig, signer: Signer, blob: str,
-    data: bytes, standin: Standin,
-) -> None:
-    client = await gateway(storage=gcs_storage, routing=RoutingConfig(default="stream"))
-    path = f"/v2/library/a/blobs/{blob}"
-    whole = await client.get(path, headers=auth(signer))
-    assert (whole.status, await whole.read()) == (200, data)
-    ranged = await client.get(path, headers=auth(signer, Range="bytes=-5000"))
-    assert ranged.status == 206
-    assert ranged.headers["Content-Range"] == f"bytes {SIZE - 5000}-{SIZE - 1}/{SIZE}"
-    assert await ranged.read() == data[-5000:]
-    assert standin[0].count("GET", path) == 0
-
-
-async def test_gateway_url_api(
-    gateway: GatewayFactory, gcs_storage: StorageConfig, signer: Signer, blob: str,
-    data: bytes, gcs_account: ServiceAccount,
-) -> None:
-    client = await gateway(storage=gcs_storage)
-    path = f"/api/v1/blobs/{blob}/url"
-    response = await client.get(path, headers=auth(signer), params={
-        "repository": "library/a", "expires_in": "600", "filename": "layer.tar"})
-    assert response.status == 200, await response.text()
-    found = await response.json()
-    fields = verify(found["url"], gcs_account.public_key)
-    assert fields["X-Goog-Expires"] == "600"
-    assert fields["response-content-disposition"] == 'attachment; filename="layer.tar"'
-    assert (found["size"], await fetch(found["url"])) == (SIZE, (200, data))
-    refused = await client.get(path, headers=auth(signer), params={
-        "repository": "library/a", "cache_control": "max-age=60"})
-    assert refused.status == 400
-    assert "cache_control cannot be signed into gcs URLs" in await refused.text()
-
-
-async def test_gateway_does_not_redirect_to_a_missing_object(
-    gateway: GatewayFactory, gcs_storage: StorageConfig, signer: Signer, standin: Standin,
-) -> None:
-    data = os.urandom(1000)
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    standin[0].blobs[("library/a", digest)] = data
-    client = await gateway(storage=gcs_storage)
-    response = await client.get(f"/v2/library/a/blobs/{digest}", headers=auth(signer),
-                                allow_redirects=False)
-    assert (response.status, await response.read()) == (200, data)
-    assert standin[0].count("GET", f"/v2/library/a/blobs/{digest}") == 1
