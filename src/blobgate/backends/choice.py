@@ -16,7 +16,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from blobgate.backends import azure, gcs
 from blobgate.backends.cloudfront import CDNPresigner, KeyStore
 from blobgate.backends.contract import BlobSource, ObjectStore
 from blobgate.backends.registry import RegistryBlobs
@@ -54,10 +53,16 @@ def presign_target(storage: StorageConfig) -> PresignTarget | None:
     if storage.backend == "s3":
         return PresignTarget(presign_host(storage.s3), "storage.s3.public_endpoint_url",
                              storage.s3.unsafe_allow_gateway_host)
+    # The Azure and Google SDKs are imported only where they are used (the Azure SDK
+    # alone adds ~17 MiB and 0.4 s to a process that does not need it).
     if storage.backend == "azure":
+        from blobgate.backends import azure
+
         key = "public_endpoint_url" if storage.azure.public_endpoint_url else "endpoint_url"
         return PresignTarget(azure.presign_host(storage.azure), f"storage.azure.{key}")
     if storage.backend == "gcs":
+        from blobgate.backends import gcs
+
         return PresignTarget(gcs.presign_host(storage.gcs), "storage.gcs.endpoint_url")
     return None
 
@@ -65,8 +70,12 @@ def presign_target(storage: StorageConfig) -> PresignTarget | None:
 def _open_store(storage: StorageConfig) -> AbstractAsyncContextManager[ObjectStore]:
     chunk_bytes = storage.stream_chunk_bytes
     if storage.backend == "azure":
+        from blobgate.backends import azure
+
         return azure.open_azure(storage.azure, chunk_bytes)
     if storage.backend == "gcs":
+        from blobgate.backends import gcs
+
         return gcs.open_gcs(storage.gcs, chunk_bytes)
     return open_s3(storage.s3, chunk_bytes=chunk_bytes)
 
