@@ -19,7 +19,7 @@ from google.oauth2 import service_account
 from blobgate.backends.contract import URLOptions
 from blobgate.backends.gcs import READ_ONLY, GCSStorage, open_gcs
 from blobgate.config import GCSConfig
-from blobgate.errors import NotInStorage, StorageError
+from blobgate.errors import ConfigError, NotInStorage, StorageError
 from blobgate.reference import BlobRef, parse_digest, storage_key
 
 from support.gcs import BUCKET, EMAIL, Emulator, InvalidSignature, ServiceAccount, verify
@@ -148,3 +148,16 @@ async def test_ranged_streaming(
     digest = parse_digest(gcs_emulator.put_blob(data))
     got, wanted = await read_span(storage, digest, first, last, SIZE, 256 * 1024)
     assert got == data[wanted]
+
+
+async def test_no_google_credentials_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud login either
+    monkeypatch.setenv("NO_GCE_CHECK", "true")  # and not on a Google VM
+    with pytest.raises(ConfigError) as caught:
+        async with open_gcs(GCSConfig(bucket=BUCKET)):
+            pass
+    assert caught.value.key == "storage.gcs"
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in caught.value.why

@@ -27,14 +27,14 @@ import google.auth
 import urllib3
 from google.auth import iam
 from google.auth.credentials import Credentials, Signing
-from google.auth.exceptions import GoogleAuthError
+from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
 from google.auth.transport.urllib3 import Request
 from google.oauth2 import service_account
 
 from blobgate.backends.contract import DEFAULT_OPTIONS, SignedURL, Span, URLOptions
 from blobgate.backends.goog4 import BlobSigner, V4Signer
 from blobgate.config import SIGV4_MAX_EXPIRES_S, GCSConfig
-from blobgate.errors import NotInStorage, StorageError
+from blobgate.errors import ConfigError, NotInStorage, StorageError
 from blobgate.reference import BlobRef, Digest, storage_key
 
 ENDPOINT = "https://storage.googleapis.com"
@@ -182,11 +182,17 @@ async def open_gcs(
 ) -> AsyncIterator[GCSStorage]:
     """A ``GCSStorage`` with its HTTP clients open for as long as the context lasts.
 
-    ``credentials`` defaults to the standard Google chain, with read-only scope.
+    ``credentials`` defaults to the standard Google chain, with read-only scope; none
+    found is a ``ConfigError``.
     """
     try:
         if credentials is None:
             credentials, _ = google.auth.default(scopes=[READ_ONLY])
+    except DefaultCredentialsError as exc:
+        raise ConfigError("storage.gcs", "no Google credentials: set "
+                          f"GOOGLE_APPLICATION_CREDENTIALS or give the pod an identity ({exc})"
+                          ) from None
+    try:
         request = Request(urllib3.PoolManager())  # type: ignore[no-untyped-call]
         if not isinstance(credentials, service_account.Credentials) and not credentials.valid:
             await asyncio.to_thread(credentials.refresh, request)  # learns the account's email
