@@ -41,7 +41,7 @@ ARG REVISION=unknown
 ARG CREATED=unknown
 
 LABEL org.opencontainers.image.title="blobgate" \
-      org.opencontainers.image.description="Registry blob-offload gateway: authorized 307 redirects to presigned S3 URLs" \
+      org.opencontainers.image.description="Registry blob-offload gateway: authorized 307 redirects to presigned S3, Azure Blob and GCS URLs" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \

@@ -1,5 +1,5 @@
-"""``python -m bench run [--quick] [--only NAME ...] [--out FILE]`` and ``python -m bench
-profile``: see BENCHMARKS.md."""
+"""``python -m bench run [--quick] [--only NAME ...] [--out FILE]``, ``python -m bench
+profile`` and ``python -m bench signing``: see BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench import profile, runner
+from bench import profile, runner, signing
 from bench.scenarios import SCENARIOS
 from bench.world import FULL, QUICK
 
@@ -28,10 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("--seconds", type=int, default=20)
     prof.add_argument("--connections", type=int, default=64)
     prof.add_argument("--folded", type=Path, help="also keep py-spy's folded stacks here")
+    sign = commands.add_parser("signing", help="in-process cost of one signed URL per backend")
+    sign.add_argument("--count", type=int, default=2000, help="URLs signed per backend")
     args = parser.parse_args(argv)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.command == "profile":
         return profile.run(args.seconds, args.connections, args.folded)
+    if args.command == "signing":
+        return signing.run(args.count)
     mode = QUICK if args.quick else FULL
     try:
         return runner.run(mode, args.only, args.out, command, args.keep)

@@ -1,4 +1,5 @@
-"""Fixtures shared by all test suites: a real S3 server, token signing, a gateway factory."""
+"""Fixtures shared by all test suites: real S3 and Azure Blob servers, a GCS emulator and
+service account, token signing, a gateway factory."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from blobgate.devstack import s3 as devs3
 from blobgate.health import create_metrics_app
 from blobgate.reference import parse_digest, storage_key
 
+from support import azurite as az
+from support import gcs
 from support.gateway import BUCKET, GatewayFactory, GatewayTestServer, Scrape
+from support.pki import PKI
 from support.postgres import fresh_database
 from support.standin import StandIn
 from support.tokens import ISSUER, SERVICE, Signer
@@ -55,6 +59,49 @@ def put_blob(s3_server: devs3.S3Server) -> Callable[[bytes, str], str]:
         return digest
 
     return put
+
+
+@pytest.fixture(scope="session")
+def azurite_binary() -> Path:
+    """Azurite's blob service, installed on first use (skips only without npm)."""
+    binary, why = az.install()
+    if binary is None:
+        pytest.skip(f"no Azurite and no npm to install it: {why}")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def azurite(azurite_binary: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[az.Azurite]:
+    """Azurite over HTTP with the ``registry`` container (account-key SAS)."""
+    with az.running(azurite_binary, tmp_path_factory.mktemp("azurite")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azurite_oauth(azurite_binary: Path, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[az.Azurite]:
+    """Azurite over HTTPS accepting Bearer tokens (user delegation SAS)."""
+    pki = PKI(tmp_path_factory.mktemp("azurite-pki"))
+    cert, key = pki.issue("azurite", sans=("localhost", "127.0.0.1"))
+    with az.running(azurite_binary, tmp_path_factory.mktemp("azurite-oauth"),
+                    (pki.ca_path, cert, key)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gcs_account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[gcs.ServiceAccount]:
+    """A service account key made for this run, and the token endpoint it names."""
+    account = gcs.ServiceAccount(tmp_path_factory.mktemp("gcs-account"))
+    yield account
+    account.tokens.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[gcs.Emulator]:
+    """gcp-storage-emulator with the registry bucket (serves bytes; checks no signature)."""
+    with gcs.emulator(tmp_path_factory.mktemp("gcs")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from blobgate.accesslog import info_of
 from blobgate.audit import Audit, AuditRecord
+from blobgate.backends.contract import URL_OPTIONS, Presigner, URLOptions
 from blobgate.blobs import BlobService
 from blobgate.callers import Callers
 from blobgate.errors import (
@@ -38,7 +39,6 @@ from blobgate.errors import (
 )
 from blobgate.gate import REFUSED, Denied, Pull
 from blobgate.reference import BlobRef, Digest, parse_blob, parse_digest, parse_name
-from blobgate.signing import Presigner, URLOptions
 
 URL_PATH = re.compile(r"/api/(v1|v2\.0)/blobs/([^/]+)/url")
 BATCH_PATH = "/api/v1/blobs/urls"
@@ -101,8 +101,11 @@ class UrlApi:
         query = request.query
         ref = parse_blob(query.get("repository", ""), raw_digest)
         pull = await self._authorize(request, ref.name)
-        presigner = self.blobs.presigner_for(request, custom=bool(
-            query.keys() & {"filename", "cache_control"}))
+        custom = URL_OPTIONS & query.keys()
+        presigner = self.blobs.presigner_for(request, custom=bool(custom))
+        if custom - presigner.options:
+            raise InvalidParameter(f"{' and '.join(sorted(custom - presigner.options))} cannot "
+                                   f"be signed into {presigner.name} URLs")
         options = URLOptions(
             expires_s=expires_in(query.get("expires_in"), presigner.default_expires_s,
                                  self._limit(presigner)),

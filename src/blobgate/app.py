@@ -22,6 +22,7 @@ from aiohttp import web
 
 from blobgate.accesslog import info_of
 from blobgate.audit import AUDIT
+from blobgate.backends.choice import presign_target
 from blobgate.config import Config
 from blobgate.errors import BlobgateError, ConfigError, RegistryError
 from blobgate.keys import KeyBundleError, TrustedKeys
@@ -29,7 +30,6 @@ from blobgate.metrics import STATS, Stats
 from blobgate.proxy import forward, request_target
 from blobgate.reference import BlobRef, blob_path, parse_blob
 from blobgate.services import Services, open_services
-from blobgate.storage import presign_host
 from blobgate.warmup import MANIFEST_PATH
 
 log = logging.getLogger(__name__)
@@ -49,15 +49,18 @@ def load_keys(cfg: Config) -> TrustedKeys:
 
 def check_presign_host(cfg: Config) -> None:
     """Refuse presigned URLs whose host is a gateway host or under one (unless opted in)."""
-    host = presign_host(cfg.storage.s3)
+    target = presign_target(cfg.storage)
+    if target is None:
+        return
+    host = target.host
     for public in cfg.server.public_hosts:
         if host == public or host.endswith("." + public):
             why = (
                 f"presigned URLs would go to {host}, which is {public} or under it: Go clients "
-                "would send their Bearer token to S3, which rejects such requests"
+                "would send their Bearer token to storage, which rejects such requests"
             )
-            if not cfg.storage.s3.unsafe_allow_gateway_host:
-                raise ConfigError("storage.s3.public_endpoint_url", why)
+            if not target.allow_gateway_host:
+                raise ConfigError(target.key, why)
             log.warning("%s (allowed by storage.s3.unsafe_allow_gateway_host)", why)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from blobgate.accesslog import INFO_KEY, RequestInfo
+from blobgate.backends.contract import BlobSource, Presigner
 from blobgate.cache import URLCache
 from blobgate.errors import NotInStorage, RegistryError, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
@@ -27,8 +28,7 @@ from blobgate.metrics import Stats
 from blobgate.proxy import client_host_header, first_forwarded, forward
 from blobgate.reference import BlobRef, Digest
 from blobgate.routing import Network, RoutingPolicy, client_address, in_networks
-from blobgate.signing import Presigner
-from blobgate.stream import API_VERSION, BlobSource, RangeNotSatisfiable, parse_range, serve
+from blobgate.stream import API_VERSION, RangeNotSatisfiable, parse_range, serve
 from blobgate.stream import not_satisfiable as range_not_satisfiable
 from blobgate.upstream import Upstream
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 class BlobService:
     """Everything the blob path needs, built once at start-up.
 
-    ``urls`` is ``None`` when the backend cannot presign (``storage.backend: proxy``).
+    ``urls`` is ``None`` when the backend cannot presign (the registry streams).
     """
 
     gate: Gate
@@ -83,10 +83,11 @@ class BlobService:
                                 else "storage_unchecked", exc)
                 return await self._pass(request, info, "passthrough")
             except StorageError as exc:
+                self.stats.presign_failures[urls.presigner.name, exc.reason] += 1
                 self._fell_back("presign_failed", exc)
             else:
                 info.outcome = "redirect"
-                self.stats.offloaded_bytes += signed.size or 0
+                self.stats.offloaded_bytes[urls.presigner.name] += signed.size or 0
                 return web.Response(status=307, headers={
                     "Location": signed.url,
                     "Docker-Content-Digest": ref.digest,
@@ -95,7 +96,7 @@ class BlobService:
         return await self._stream(request, info, ref, member, authorization[0])
 
     def _urls_for(self, request: web.BaseRequest) -> URLCache | None:
-        """CloudFront URLs, unless the client is in a bypass network; else S3 URLs."""
+        """CDN URLs, unless the client is in a bypass network; else the store's own."""
         if self.cdn_urls is None:
             return self.urls
         address = client_address(request, self.policy.trusted)
@@ -107,7 +108,8 @@ class BlobService:
         return await self.urls.presence.size(digest)
 
     def presigner_for(self, request: web.BaseRequest, custom: bool) -> Presigner:
-        """The signer the URL API uses for this client (S3 when response headers are set)."""
+        """The signer the URL API uses for this client (the store's own when response
+        headers are to be signed: a CDN's canned policy cannot)."""
         urls = self.urls if custom else self._urls_for(request)
         assert urls is not None, "the URL API needs a backend that presigns"
         return urls.presigner
@@ -157,8 +159,6 @@ class BlobService:
     def _fell_back(self, reason: str, exc: Exception) -> None:
         """Count a fallback; log each distinct cause once."""
         self.stats.fallbacks[reason] += 1
-        if isinstance(exc, StorageError) and reason == "presign_failed":
-            self.stats.presign_failures[exc.reason] += 1
         cause = f"{reason}:{type(exc).__name__}:{getattr(exc, 'reason', '')}"
         if cause not in self._logged_causes:
             self._logged_causes.add(cause)
@@ -224,8 +224,8 @@ class BlobService:
     def _shares_gateway_host(self, request: web.BaseRequest) -> bool:
         """True when the client's host is the presign host or a parent domain of it.
 
-        Go clients then forward ``Authorization`` on the redirect and S3 rejects the
-        request ("Only one auth mechanism allowed"), so blobgate streams instead.
+        Go clients then forward ``Authorization`` on the redirect and storage rejects the
+        request (S3: "Only one auth mechanism allowed"), so blobgate streams instead.
         """
         if self.allow_gateway_host:
             return False

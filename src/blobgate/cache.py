@@ -1,7 +1,8 @@
 """The presigned-URL cache: one signature, and one look at storage, serve many pulls.
 
 Before a digest's first URL is signed, ``Presence`` asks storage whether the object is
-there (one ``HeadObject``), so a redirect always leads to bytes: a pull-through cache
+there (one ``stat``: S3 HeadObject, Azure Get Blob Properties, GCS object metadata),
+so a redirect always leads to bytes: a pull-through cache
 (Harbor proxy-cache projects, distribution's ``proxy.remoteurl``) holds a blob only
 after a client has pulled it through the registry once, and garbage collection removes
 objects behind blobgate's back. The answer is remembered with the URL (warm GETs make
@@ -23,11 +24,11 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 
+from blobgate.backends.contract import Presigner, SignedURL
 from blobgate.errors import NotInStorage, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import Digest
 from blobgate.shared import Shared
-from blobgate.signing import Presigner, SignedURL
 
 
 class Presence:

@@ -2,11 +2,12 @@
 ``/readyz``, and ``POST /admin/cache/flush``.
 
 It runs on its own port so none of it is exposed where clients pull from. Readiness
-asks what a pull needs: trusted signing keys, working S3 signing, and an upstream that
-answers ``/v2/`` within a short time. A database that is down (Harbor's, or the audit
-one) is reported as ``degraded`` without failing readiness: membership falls back to
-the upstream and audit records are dropped and counted, so pulls keep working, and
-taking every pod out of service because a shared database is down would stop them.
+asks what a pull needs: trusted signing keys, working URL signing (the storage
+backend's), and an upstream that answers ``/v2/`` within a short time. A database
+that is down (Harbor's, or the audit one) is reported as ``degraded`` without failing
+readiness: membership falls back to the upstream and audit records are dropped and
+counted, so pulls keep working, and taking every pod out of service because a shared
+database is down would stop them.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ async def _problems(gateway: web.Application) -> list[str]:
         try:
             await blobs.urls.presigner.presign_blob(PROBE_DIGEST)
         except StorageError as exc:
-            problems.append(f"S3 signing unavailable: {exc.reason}")
+            problems.append(f"{blobs.urls.presigner.name} signing unavailable: {exc.reason}")
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
             response = await blobs.upstream.check("GET", "/v2/")

@@ -55,12 +55,12 @@ class Stats:
     requests: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     latency: dict[str, _Histogram] = field(default_factory=dict)
     in_flight: int = 0
-    offloaded_bytes: int = 0
+    offloaded_bytes: Counter[str] = field(default_factory=Counter)
     streamed_bytes: int = 0
     membership: Counter[tuple[str, str]] = field(default_factory=Counter)
     upstream: Counter[str] = field(default_factory=Counter)
     upstream_checks: _Histogram = field(default_factory=_Histogram)
-    presign_failures: Counter[str] = field(default_factory=Counter)
+    presign_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     fallbacks: Counter[str] = field(default_factory=Counter)
     audit: Counter[str] = field(default_factory=Counter)
     reloads: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -109,9 +109,9 @@ class StatsCollector(Collector):
         yield latency
         yield GaugeMetricFamily("blobgate_requests_in_flight", "Requests being answered.",
                                 value=s.in_flight)
-        yield CounterMetricFamily("blobgate_offloaded_bytes",
-                                  "Bytes of blobs clients fetched from storage by redirect.",
-                                  value=s.offloaded_bytes)
+        yield _counter("blobgate_offloaded_bytes",
+                       "Bytes of blobs clients fetched from storage by redirect, by what "
+                       "signed the URL.", ["backend"], s.offloaded_bytes)
         yield CounterMetricFamily("blobgate_streamed_bytes",
                                   "Response bytes blobgate relayed itself.",
                                   value=s.streamed_bytes)
@@ -126,8 +126,8 @@ class StatsCollector(Collector):
         )
         checks.add_metric([], s.upstream_checks.buckets(), s.upstream_checks.total)
         yield checks
-        yield _counter("blobgate_presign_failures", "Presigning failures by reason.",
-                       ["reason"], s.presign_failures)
+        yield _counter("blobgate_presign_failures", "Presigning failures by backend and reason.",
+                       ["backend", "reason"], s.presign_failures)
         yield _counter("blobgate_fallbacks", "Blob requests not redirected, by reason.",
                        ["reason"], s.fallbacks)
         yield _counter("blobgate_audit_records", "Audit records by result.",

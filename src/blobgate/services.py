@@ -1,8 +1,8 @@
 """Everything a running gateway holds, opened together and closed together.
 
-``open_services`` builds the upstream session, the byte source and URL signers (S3,
-CloudFront), the gate (the registry's verdicts on tokens; membership from upstream or
-Harbor's database, cached), the audit sink, the
+``open_services`` builds the upstream session, the storage backend (its byte source
+and URL signers, chosen by ``backends.choice``), the gate (the registry's verdicts on
+tokens; membership from upstream or Harbor's database, cached), the audit sink, the
 manifest warmer, the URL API and the file watchers for rotating keys, in dependency
 order, and closes them in reverse on shutdown.
 """
@@ -18,12 +18,11 @@ from pathlib import Path
 from blobgate.api import UrlApi
 from blobgate.audit import Audit, PostgresAudit, open_audit
 from blobgate.auth import TokenVerifier
+from blobgate.backends.choice import open_storage
 from blobgate.blobs import BlobService
-from blobgate.cache import Presence, URLCache
 from blobgate.callers import Callers
-from blobgate.cdn import CDNPresigner, KeyStore
 from blobgate.challenge import Challenge
-from blobgate.config import CDNConfig, Config
+from blobgate.config import Config
 from blobgate.confirmations import Confirmations
 from blobgate.db import LazyPool
 from blobgate.gate import Gate
@@ -31,12 +30,9 @@ from blobgate.harbordb import HarborDB, HarborDBMembership, HarborTokenRule
 from blobgate.keys import TrustedKeys
 from blobgate.membership import CachedMembership, Membership, UpstreamMembership
 from blobgate.metrics import Stats
-from blobgate.origin import RegistryBlobs
 from blobgate.replicas import Replicas
 from blobgate.routing import RoutingPolicy, parse_networks
 from blobgate.shared import Shared, open_shared
-from blobgate.storage import open_s3, presign_host
-from blobgate.stream import BlobSource
 from blobgate.upstream import Upstream
 from blobgate.warmup import ManifestWarmer
 from blobgate.watch import FileWatcher
@@ -77,47 +73,6 @@ def _gate(
     return Gate(verifier, membership, registry, confirmations, rule)
 
 
-async def _sources(
-    cfg: Config, upstream: Upstream, stack: AsyncExitStack, shared: Shared | None,
-) -> tuple[BlobSource, URLCache | None]:
-    """Where bytes come from, and the URL cache when the backend presigns."""
-    storage = cfg.storage
-    if storage.backend == "proxy":
-        return RegistryBlobs(upstream), None
-    s3 = await stack.enter_async_context(
-        open_s3(storage.s3, chunk_bytes=storage.stream_chunk_bytes))
-    presence = Presence(s3.stat, storage.missing_ttl_s, storage.url_cache_size)
-    return s3, URLCache(s3, presence, storage.url_cache_size, shared=shared)
-
-
-def _cdn(cfg: Config, urls: URLCache | None, watchers: list[FileWatcher], stats: Stats,
-         shared: Shared | None) -> URLCache | None:
-    """CloudFront URLs for the objects ``urls`` checks the presence of."""
-    cdn = cfg.storage.cdn
-    if not cdn.enabled or urls is None:
-        return None
-    keys = KeyStore(Path(cdn.private_key_file), cdn.base_url or "", _key_pair_id(cdn))
-    cdn_urls = URLCache(CDNPresigner(keys, cfg.storage.s3.rootdirectory, cdn.expires_s),
-                        urls.presence, cfg.storage.url_cache_size, shared=shared,
-                        name="cdn_url")
-
-    def reload() -> None:
-        keys.reload(_key_pair_id(cdn))
-        cdn_urls.cache.clear()  # URLs signed with the old key may stop working with it
-
-    paths = [Path(cdn.private_key_file), *([Path(cdn.key_pair_id_file)]
-                                           if cdn.key_pair_id_file else [])]
-    if cdn.reload_interval_s > 0:
-        watchers.append(FileWatcher("cdn_key", paths, reload, stats, cdn.reload_interval_s))
-    return cdn_urls
-
-
-def _key_pair_id(cdn: CDNConfig) -> str:
-    if cdn.key_pair_id_file is None:
-        return cdn.key_pair_id
-    return Path(cdn.key_pair_id_file).read_text().strip()
-
-
 def _certificates(cfg: Config, verifier: TokenVerifier, stats: Stats) -> list[FileWatcher]:
     if cfg.auth.reload_interval_s <= 0:
         return []
@@ -140,22 +95,26 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats) -> AsyncIt
             open_audit(cfg.audit, stats, cfg.server.shutdown_grace_s))
         shared = (await stack.enter_async_context(open_shared(cfg.redis, stats))
                   if cfg.redis.enabled else None)
-        source, urls = await _sources(cfg, upstream, stack, shared)
+        watchers: list[FileWatcher] = []
+        storage = await stack.enter_async_context(
+            open_storage(cfg, upstream, stats, watchers, shared))
+        urls = storage.urls
         databases = {"audit": audit.pool} if isinstance(audit, PostgresAudit) else {}
         verifier = TokenVerifier(cfg.auth, keys)
-        watchers = _certificates(cfg, verifier, stats)
+        watchers += _certificates(cfg, verifier, stats)
         gate = _gate(cfg, verifier, upstream, stats, stack, databases, shared)
+        target = storage.target
         blobs = BlobService(
             gate=gate,
-            source=source,
+            source=storage.source,
             urls=urls,
-            cdn_urls=_cdn(cfg, urls, watchers, stats, shared),
+            cdn_urls=storage.cdn_urls,
             cdn_bypass=parse_networks(cfg.storage.cdn.bypass_networks),
             policy=RoutingPolicy(cfg.routing),
             upstream=upstream,
             stats=stats,
-            presign_host=presign_host(cfg.storage.s3),
-            allow_gateway_host=cfg.storage.s3.unsafe_allow_gateway_host,
+            presign_host="" if target is None else target.host,
+            allow_gateway_host=target is None or target.allow_gateway_host,
         )
         stats.caches.update(token=verifier.cache, membership=gate.membership.cache,
                             confirmation=gate.confirmations.cache)

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import Protocol
 
 from aiohttp import web
 
+from blobgate.backends.contract import BlobSource, Span
 from blobgate.errors import RegistryError, StorageError
 from blobgate.metrics import Stats
 from blobgate.proxy import cut_short
@@ -28,23 +25,6 @@ log = logging.getLogger(__name__)
 
 _SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 API_VERSION = {"Docker-Distribution-Api-Version": "registry/2.0"}
-
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    """An inclusive byte range ``first``..``last`` of a blob of ``size`` bytes."""
-
-    first: int
-    last: int
-    size: int
-
-    @property
-    def length(self) -> int:
-        return self.last - self.first + 1
-
-    @property
-    def whole(self) -> bool:
-        return self.first == 0 and self.last == self.size - 1
 
 
 class RangeNotSatisfiable(Exception):
@@ -69,20 +49,6 @@ def parse_range(header: str | None, size: int) -> Span:
             return whole  # syntactically invalid (last < first): ignore the header
         raise RangeNotSatisfiable
     return Span(first, last, size)
-
-
-class BlobSource(Protocol):
-    """Where streamed bytes come from (S3, or the registry itself)."""
-
-    async def size(self, ref: BlobRef, authorization: str) -> int:
-        """The blob's size in bytes."""
-        ...
-
-    def open(
-        self, ref: BlobRef, authorization: str, span: Span
-    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
-        """The bytes of ``span``; failures raise ``StorageError`` or ``RegistryError``."""
-        ...
 
 
 def _headers(ref: BlobRef, span: Span) -> dict[str, str]:

@@ -62,3 +62,15 @@ def test_quick_run_reports_every_row_without_errors(tmp_path: Path) -> None:
     assert set(_column(single, "errors")) == {"0"}
     together = next(table for title, table in tables.items() if "simultaneous" in title)
     assert _column(together, "errors") == ["0"]
+
+
+@pytest.mark.timeout(120)
+def test_signing_cost_reports_every_backend() -> None:
+    done = subprocess.run([sys.executable, "-m", "bench", "signing", "--count", "20"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=110, check=False)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    backends = {row.split(" | ")[0].removeprefix("| ").split(" ")[0] for row in rows}
+    assert backends == {"s3", "azure", "gcs", "cloudfront"}
+    for row in rows:
+        assert float(row.split(" | ")[1]) > 0

@@ -408,6 +408,41 @@ def test_any_config_key_passes_through(everything: Rendered) -> None:
     assert cfg.server.public_hosts == ("registry.example.com",)
 
 
+# Object stores other than S3, each with its pod identity (Azure Workload Identity needs
+# the pod label too) and the values of Harbor's persistence.imageChartStorage.
+BACKENDS: dict[str, dict[str, Any]] = {
+    "azure": {
+        "config": {"storage": {"backend": "azure", "azure": {
+            "account_name": "harborstore", "container": "registry", "rootdirectory": "/harbor",
+            "expires_s": 900}}},
+        "serviceAccount": {"annotations": {
+            "azure.workload.identity/client-id": "6f3a2c1e-0d4b-4e8a-9c7f-2b1d5e6a7c80"}},
+        "podLabels": {"azure.workload.identity/use": "true"},
+    },
+    "gcs": {
+        "config": {"storage": {"backend": "gcs", "gcs": {
+            "bucket": "harbor-registry", "rootdirectory": "harbor"}}},
+        "serviceAccount": {"annotations": {
+            "iam.gke.io/gcp-service-account": "blobgate@example-project.iam.gserviceaccount.com"}},
+    },
+}
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_object_store_backend_renders(chart: Chart, schemas: Schemas, backend: str) -> None:
+    values = BACKENDS[backend]
+    rendered = chart.render(values=values)
+    schemas.validate(*rendered.objects)
+    cfg = load_rendered(rendered, {})
+    derived = {"upstream": {"url": "http://harbor-core:80"}, "auth": {"certificates": TOKEN_FILE}}
+    assert cfg == load_text(expected_config(deep_merge(DEFAULTS, values), derived), {})
+    assert cfg.storage.backend == backend
+    assert rendered.one("ServiceAccount")["metadata"]["annotations"] == (
+        values["serviceAccount"]["annotations"])
+    pod_labels = rendered.deployment["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels.items() >= values.get("podLabels", {}).items()
+
+
 def test_values_mirror_the_reference_configuration() -> None:
     reference = yaml.safe_load((REPO / "config" / "blobgate.yaml").read_text())
     # The chart derives these from harbor.database and auditDatabase.

@@ -52,7 +52,7 @@ async def test_request_counters_move_by_the_requests_made(
     assert delta(after, before, LOCAL) == 1
     assert delta(after, before, PASS) == 1
     assert delta(after, before, INVALID) == 1
-    assert delta(after, before, "blobgate_offloaded_bytes_total{}") == 3 * len(data)
+    assert delta(after, before, 'blobgate_offloaded_bytes_total{backend="s3"}') == 3 * len(data)
     assert delta(after, before, 'blobgate_membership_checks_total{result="member",'
                                 'source="upstream"}') == 1
     assert delta(after, before, 'blobgate_cache_requests_total{cache="membership",'
@@ -107,10 +107,10 @@ async def test_offloaded_bytes_learnt_from_s3_when_upstream_redirects(
     # The size is learnt from S3 in the background, after the redirects went out.
     for _ in range(100):
         after = await scrape(client)
-        if delta(after, before, "blobgate_offloaded_bytes_total{}") >= 2 * len(data):
+        if delta(after, before, 'blobgate_offloaded_bytes_total{backend="s3"}') >= 2 * len(data):
             break
         await asyncio.sleep(0.05)
-    assert delta(after, before, "blobgate_offloaded_bytes_total{}") == 2 * len(data)
+    assert delta(after, before, 'blobgate_offloaded_bytes_total{backend="s3"}') == 2 * len(data)
 
 
 async def test_no_repository_or_digest_in_labels(

@@ -182,7 +182,7 @@ async def test_presign_failure_streams_from_s3(
     after = await scrape(client)
     key = 'blobgate_fallbacks_total{reason="presign_failed"}'
     assert after[key] - before.get(key, 0) == 1
-    assert after['blobgate_presign_failures_total{reason="NoCredentialsError"}'] >= 1
+    assert after['blobgate_presign_failures_total{backend="s3",reason="NoCredentialsError"}'] >= 1
 
 
 async def test_routing_rules_pick_per_request(

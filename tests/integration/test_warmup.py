@@ -79,7 +79,7 @@ async def test_manifest_pull_warms_membership_and_urls(
     assert after[url_hits] - before.get(url_hits, 0) == 4  # all URLs presigned in advance
     # Offloaded bytes are the objects' sizes, which the warm-up's one look at S3 per digest
     # found (500 each); the blob GETs themselves made no S3 request.
-    offloaded = "blobgate_offloaded_bytes_total{}"
+    offloaded = 'blobgate_offloaded_bytes_total{backend="s3"}'
     assert after[offloaded] - before.get(offloaded, 0) == 4 * 500
     assert after == after | {'blobgate_cache_entries{cache="url"}': 4.0}
 

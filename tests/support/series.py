@@ -17,7 +17,8 @@ def exported() -> dict[str, set[str]]:
     stats = Stats()
     stats.observe("blob", "GET", "redirect", 0.001)
     for counter, key in ((stats.membership, ("upstream", "member")), (stats.upstream, "2xx"),
-                         (stats.presign_failures, "x"), (stats.fallbacks, "x"),
+                         (stats.presign_failures, ("s3", "x")), (stats.fallbacks, "x"),
+                         (stats.offloaded_bytes, "s3"),
                          (stats.audit, "written"), (stats.reloads, ("f", "ok"))):
         counter[key] += 1  # type: ignore[index]
     stats.reload_healthy["f"] = 1

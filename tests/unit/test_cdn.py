@@ -12,7 +12,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from blobgate.cdn import (
+from blobgate.backends.cloudfront import (
     CDNKeyError,
     CloudFrontSigner,
     KeyStore,

@@ -70,7 +70,35 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("upstream: {url: 'harbor-core:80'}", {}, "upstream.url", "http:// or https://"),
         ("storage: {s3: {expires_s: 604801}}", {}, "storage.s3.expires_s", "7-day"),
         ("storage: {s3: {bucket: ''}}", {}, "storage.s3.bucket", "must not be empty"),
-        ("storage: {backend: gcs}", {}, "storage.backend", "must be 's3'"),
+        ("storage: {backend: swift}", {}, "storage.backend",
+         "must be 's3', 'azure', 'gcs' or 'proxy'"),
+        ("storage: {backend: azure, azure: {container: registry}}", {},
+         "storage.azure.account_name", "is required with storage.backend azure"),
+        ("storage: {backend: azure, azure: {account_name: acct}}", {},
+         "storage.azure.container", "is required with storage.backend azure"),
+        ("storage: {azure: {account_name: My_Account}}", {}, "storage.azure.account_name",
+         "3 to 24 lower-case letters and digits"),
+        ("storage: {azure: {container: Reg--x}}", {}, "storage.azure.container",
+         "single hyphens"),
+        ("storage: {azure: {endpoint_url: 'acct.blob.core.windows.net'}}", {},
+         "storage.azure.endpoint_url", "http:// or https://"),
+        ("storage: {azure: {expires_s: 30}}", {}, "storage.azure.expires_s",
+         "between 60 and 604800"),
+        ("storage: {azure: {key: x}}", {}, "storage.azure.key", "unknown setting"),
+        ("storage: {backend: gcs}", {}, "storage.gcs.bucket", "is required with storage.backend"),
+        ("storage: {gcs: {bucket: Bad_Bucket}}", {}, "storage.gcs.bucket", "lower-case"),
+        ("storage: {gcs: {expires_s: 604801}}", {}, "storage.gcs.expires_s", "7-day"),
+        ("storage: {backend: gcs, gcs: {bucket: b1c}, cdn: {base_url: 'https://d.example',"
+         " key_pair_id: K, private_key_file: /k.pem}}", {}, "storage.cdn.base_url",
+         "a CDN needs storage.backend s3"),
+        ("", {"BLOBGATE_STORAGE_AZURE_EXPIRES_S": "soon"}, "storage.azure.expires_s",
+         "must be an integer"),
+        ("storage: {s3: {accelerate: true, endpoint_url: 'http://minio:9000'}}", {},
+         "storage.s3.accelerate", "endpoint_url and public_endpoint_url must be null"),
+        ("storage: {s3: {accelerate: true}}", {}, "storage.s3.accelerate",
+         "needs path_style false"),
+        ("storage: {s3: {use_dualstack: true, public_endpoint_url: 'https://s3.example'}}", {},
+         "storage.s3.use_dualstack", "chooses an AWS endpoint"),
         ("auth: {algorithms: [HS256]}", {}, "auth.algorithms", "'HS256' is not allowed"),
         ("auth: {algorithms: [none]}", {}, "auth.algorithms", "'none' is not allowed"),
         ("membership: {source: magic}", {}, "membership.source", "must be 'upstream'"),
@@ -127,6 +155,22 @@ def test_check_config_reports_the_bad_key(tmp_path: Path) -> None:
     result = run_cli("check-config", "--config", str(write(tmp_path, "server: {port: 0}")))
     assert result.returncode == 2
     assert "server.port: must be between 1 and 65535" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("storage: {backend: azure, azure: {account_name: acct}}",
+      "blobgate: configuration error: storage.azure.container: is required with storage.backend "
+      "azure"),
+     ("storage: {backend: gcs, gcs: {bucket: registry, endpoint_url: storage.example}}",
+      "blobgate: configuration error: storage.gcs.endpoint_url: must be an http:// or https:// "
+      "URL")],
+    ids=["azure", "gcs"],
+)
+def test_check_config_names_the_storage_key(tmp_path: Path, text: str, message: str) -> None:
+    result = run_cli("check-config", "--config", str(write(tmp_path, text)))
+    assert result.returncode == 2
+    assert message in result.stderr
 
 
 def test_check_config_needs_readable_certificates(tmp_path: Path) -> None:

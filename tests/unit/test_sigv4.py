@@ -11,7 +11,7 @@ import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
-from blobgate.sigv4 import Credentials, QuerySigner
+from blobgate.backends.sigv4 import Credentials, QuerySigner
 
 from support.sigv4 import expected_signature
 

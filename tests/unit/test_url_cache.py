@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiobotocore.credentials import AioRefreshableCredentials
 from aiobotocore.session import AioSession
 
+from blobgate.backends.contract import SignedURL
+from blobgate.backends.s3 import open_s3, presign_host
 from blobgate.cache import Presence, URLCache
 from blobgate.config import S3Config
 from blobgate.errors import NotInStorage, StorageError, StorageUnchecked
 from blobgate.reference import Digest
-from blobgate.storage import SignedURL, open_s3, presign_host
 
 DIGEST = Digest("sha256:" + "a" * 64)
 
@@ -138,9 +140,21 @@ async def test_temporary_credentials_bound_the_url_life(minutes_left: int) -> No
         (S3Config(endpoint_url="http://minio:9000", public_endpoint_url="https://s3.ex.com"),
          "s3.ex.com"),
         (S3Config(region="eu-west-1"), "s3.eu-west-1.amazonaws.com"),
-        (S3Config(bucket="b", region="eu-west-1", path_style=False),
-         "b.s3.eu-west-1.amazonaws.com"),
+        (S3Config(bucket="reg", region="eu-west-1", path_style=False),
+         "reg.s3.eu-west-1.amazonaws.com"),
+        (S3Config(region="eu-west-1", use_dualstack=True), "s3.dualstack.eu-west-1.amazonaws.com"),
+        (S3Config(bucket="reg", region="eu-west-1", path_style=False, use_dualstack=True),
+         "reg.s3.dualstack.eu-west-1.amazonaws.com"),
+        (S3Config(bucket="reg", path_style=False, accelerate=True),
+         "reg.s3-accelerate.amazonaws.com"),
+        (S3Config(bucket="reg", path_style=False, accelerate=True, use_dualstack=True),
+         "reg.s3-accelerate.dualstack.amazonaws.com"),
     ],
 )
-def test_presign_host(cfg: S3Config, host: str) -> None:
+async def test_presign_host(cfg: S3Config, host: str) -> None:
     assert presign_host(cfg) == host
+    session = AioSession()
+    session.set_credentials("AKIA", "secret")
+    async with open_s3(cfg, session) as storage:  # botocore signs the first URL itself
+        signed = await storage.presign_blob(DIGEST)
+    assert urlsplit(signed.url).hostname == host

@@ -3,7 +3,8 @@
 ``load()`` builds the tree from a YAML mapping, applies ``BLOBGATE_<SECTION>_<KEY>``
 variables (``BLOBGATE_STORAGE_S3_BUCKET`` for ``storage.s3.bucket``), and checks every
 value. Any problem is a ``ConfigError`` naming the dotted key and why it is wrong.
-S3 credentials never live here: they come from the standard AWS chain.
+Storage credentials never live here: they come from the standard AWS, Azure and Google
+chains (environment, workload identity, instance roles).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from blobgate.config.service import (
 )
 from blobgate.config.storage import (
     SIGV4_MAX_EXPIRES_S,
+    AzureConfig,
     CDNConfig,
+    GCSConfig,
     RouteRule,
     RoutingConfig,
     S3Config,
@@ -47,9 +50,11 @@ __all__ = [
     "ApiConfig",
     "AuditConfig",
     "AuthConfig",
+    "AzureConfig",
     "CDNConfig",
     "ClientTLSConfig",
     "Config",
+    "GCSConfig",
     "LogConfig",
     "MembershipConfig",
     "MetricsConfig",

@@ -3,7 +3,7 @@
 The listeners are put on free loopback ports; readiness is the private listener's
 ``/healthz`` (which needs no upstream, so a test serving the upstream from its own event
 loop cannot deadlock); the environment carries the development S3 credentials and none
-of the caller's ``BLOBGATE_*``/``AWS_*`` settings.
+of the caller's ``BLOBGATE_*``/``AWS_*``/``AZURE_*``/``GOOGLE_*`` settings.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from blobgate.devstack.procs import Process, free_port, free_ports
 
 
 def dev_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without blobgate or AWS settings, plus the dev credentials."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLOBGATE_", "AWS_"))}
+    """This process's environment without blobgate or cloud settings, plus the dev
+    credentials."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("BLOBGATE_", "AWS_", "AZURE_", "GOOGLE_"))}
     env |= {"AWS_ACCESS_KEY_ID": s3.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": s3.SECRET_KEY,
             "AWS_EC2_METADATA_DISABLED": "true"}
     return env | dict(extra or {})

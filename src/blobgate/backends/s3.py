@@ -23,12 +23,17 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from blobgate.backends.contract import (
+    DEFAULT_OPTIONS,
+    URL_OPTIONS,
+    SignedURL,
+    Span,
+    URLOptions,
+)
+from blobgate.backends.sigv4 import Credentials, QuerySigner
 from blobgate.config import SIGV4_MAX_EXPIRES_S, S3Config
 from blobgate.errors import NotInStorage, StorageError
 from blobgate.reference import BlobRef, Digest, storage_key
-from blobgate.signing import DEFAULT_OPTIONS, SignedURL, URLOptions
-from blobgate.sigv4 import Credentials, QuerySigner
-from blobgate.stream import Span
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +43,13 @@ _BOTOCORE_NAMES = {"response-content-disposition": "ResponseContentDisposition",
 
 
 def presign_host(cfg: S3Config) -> str:
-    """The host name that presigned URLs will carry."""
+    """The host name that presigned URLs will carry (botocore's choice, see the tests)."""
     endpoint = cfg.public_endpoint_url or cfg.endpoint_url
+    dualstack = "dualstack." if cfg.use_dualstack else ""
+    if cfg.accelerate:  # virtual-hosted only (the configuration insists)
+        return f"{cfg.bucket}.s3-accelerate.{dualstack}amazonaws.com"
     if endpoint is None:
-        host = f"s3.{cfg.region}.amazonaws.com"
+        host = f"s3.{dualstack}{cfg.region}.amazonaws.com"
     else:
         host = urlsplit(endpoint).hostname or ""
     return host if cfg.path_style else f"{cfg.bucket}.{host}"
@@ -66,7 +74,10 @@ def _reason(exc: BotoCoreError | ClientError) -> str:
 
 
 class S3Storage:
-    """Presigns and describes blobs in the registry's bucket."""
+    """Presigns and describes blobs in the registry's bucket (an ``ObjectStore``)."""
+
+    name = "s3"
+    options = URL_OPTIONS
 
     def __init__(
         self,
@@ -187,7 +198,9 @@ async def open_s3(
     session = session or AioSession()
     client_config = AioConfig(
         signature_version="s3v4",
-        s3={"addressing_style": "path" if cfg.path_style else "virtual"},
+        s3={"addressing_style": "path" if cfg.path_style else "virtual",
+            "use_dualstack_endpoint": cfg.use_dualstack,
+            "use_accelerate_endpoint": cfg.accelerate},
         connect_timeout=5,
         read_timeout=30,
         retries={"max_attempts": 2, "mode": "standard"},

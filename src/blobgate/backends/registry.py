@@ -14,9 +14,9 @@ from contextlib import asynccontextmanager
 import aiohttp
 from yarl import URL
 
+from blobgate.backends.contract import Span
 from blobgate.errors import StorageError
 from blobgate.reference import BlobRef
-from blobgate.stream import Span
 from blobgate.upstream import Upstream
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})

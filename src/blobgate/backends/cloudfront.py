@@ -23,10 +23,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from blobgate.backends.contract import DEFAULT_OPTIONS, SignedURL, URLOptions
 from blobgate.config import SIGV4_MAX_EXPIRES_S
 from blobgate.errors import StorageError
 from blobgate.reference import Digest, storage_key
-from blobgate.signing import DEFAULT_OPTIONS, SignedURL, URLOptions
 
 # CloudFront's URL-safe base64: standard alphabet with + = / replaced by - _ ~.
 _CLOUDFRONT_B64 = str.maketrans("+=/", "-_~")
@@ -133,6 +133,9 @@ class KeyStore:
 
 class CDNPresigner:
     """A ``Presigner`` handing out CloudFront URLs for blobs (the path is the S3 key)."""
+
+    name = "cloudfront"
+    options: frozenset[str] = frozenset()  # a canned policy signs no response headers
 
     def __init__(
         self,

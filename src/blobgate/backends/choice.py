@@ -1,0 +1,128 @@
+"""The one place a storage backend is chosen: ``storage.backend`` becomes what the blob
+path uses.
+
+Every backend meets ``contract``; only this module knows which ones exist. An object
+store (S3, Azure Blob, GCS) is fed to ``cache.Presence`` and ``cache.URLCache`` (one
+look and one signature per digest per URL life); CloudFront signs URLs for the S3
+bucket's objects; the registry backend (``proxy``) only streams. ``presign_target``
+names the host redirect URLs go to and the setting that decides it, for the check that
+it is not a gateway host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from blobgate.backends.cloudfront import CDNPresigner, KeyStore
+from blobgate.backends.contract import BlobSource, ObjectStore
+from blobgate.backends.registry import RegistryBlobs
+from blobgate.backends.s3 import open_s3, presign_host
+from blobgate.cache import Presence, URLCache
+from blobgate.config import CDNConfig, Config, StorageConfig
+from blobgate.metrics import Stats
+from blobgate.shared import Shared
+from blobgate.upstream import Upstream
+from blobgate.watch import FileWatcher
+
+
+@dataclass(frozen=True)
+class PresignTarget:
+    """The host redirect URLs carry, the setting that decides it, and whether a gateway
+    host is allowed there anyway."""
+
+    host: str
+    key: str
+    allow_gateway_host: bool = False
+
+
+@dataclass(frozen=True)
+class Storage:
+    """What the chosen backend gives the blob path: the byte source, the URLs to redirect
+    to (``None`` when the backend cannot presign), CDN URLs, and where URLs point."""
+
+    source: BlobSource
+    urls: URLCache | None
+    cdn_urls: URLCache | None
+    target: PresignTarget | None
+
+
+def presign_target(storage: StorageConfig) -> PresignTarget | None:
+    """Where the configured backend's URLs point (``None``: it hands out no URLs)."""
+    if storage.backend == "s3":
+        return PresignTarget(presign_host(storage.s3), "storage.s3.public_endpoint_url",
+                             storage.s3.unsafe_allow_gateway_host)
+    # The Azure and Google SDKs are imported only where they are used (the Azure SDK
+    # alone adds ~17 MiB and 0.4 s to a process that does not need it).
+    if storage.backend == "azure":
+        from blobgate.backends import azure
+
+        key = "public_endpoint_url" if storage.azure.public_endpoint_url else "endpoint_url"
+        return PresignTarget(azure.presign_host(storage.azure), f"storage.azure.{key}")
+    if storage.backend == "gcs":
+        from blobgate.backends import gcs
+
+        return PresignTarget(gcs.presign_host(storage.gcs), "storage.gcs.endpoint_url")
+    return None
+
+
+def _open_store(storage: StorageConfig) -> AbstractAsyncContextManager[ObjectStore]:
+    chunk_bytes = storage.stream_chunk_bytes
+    if storage.backend == "azure":
+        from blobgate.backends import azure
+
+        return azure.open_azure(storage.azure, chunk_bytes)
+    if storage.backend == "gcs":
+        from blobgate.backends import gcs
+
+        return gcs.open_gcs(storage.gcs, chunk_bytes)
+    return open_s3(storage.s3, chunk_bytes=chunk_bytes)
+
+
+@asynccontextmanager
+async def open_storage(
+    cfg: Config, upstream: Upstream, stats: Stats, watchers: list[FileWatcher],
+    shared: Shared | None = None,
+) -> AsyncIterator[Storage]:
+    """The configured backend with its clients open for as long as the context lasts;
+    a CDN key watcher, if any, is added to ``watchers``; URLs are also kept in
+    ``shared`` (the replicas' Redis) when given."""
+    storage = cfg.storage
+    if storage.backend == "proxy":
+        yield Storage(RegistryBlobs(upstream), None, None, None)
+        return
+    async with _open_store(storage) as store:
+        presence = Presence(store.stat, storage.missing_ttl_s, storage.url_cache_size)
+        urls = URLCache(store, presence, storage.url_cache_size, shared=shared)
+        yield Storage(store, urls, _cdn(cfg, urls, watchers, stats, shared),
+                      presign_target(storage))
+
+
+def _cdn(cfg: Config, urls: URLCache, watchers: list[FileWatcher], stats: Stats,
+         shared: Shared | None) -> URLCache | None:
+    """CloudFront URLs for the objects ``urls`` checks the presence of."""
+    cdn = cfg.storage.cdn
+    if not cdn.enabled:
+        return None
+    keys = KeyStore(Path(cdn.private_key_file), cdn.base_url or "", _key_pair_id(cdn))
+    cdn_urls = URLCache(CDNPresigner(keys, cfg.storage.s3.rootdirectory, cdn.expires_s),
+                        urls.presence, cfg.storage.url_cache_size, shared=shared,
+                        name="cdn_url")
+
+    def reload() -> None:
+        keys.reload(_key_pair_id(cdn))
+        cdn_urls.cache.clear()  # URLs signed with the old key may stop working with it
+
+    paths = [Path(cdn.private_key_file), *([Path(cdn.key_pair_id_file)]
+                                           if cdn.key_pair_id_file else [])]
+    if cdn.reload_interval_s > 0:
+        watchers.append(FileWatcher("cdn_key", paths, reload, stats, cdn.reload_interval_s))
+    return cdn_urls
+
+
+def _key_pair_id(cdn: CDNConfig) -> str:
+    if cdn.key_pair_id_file is None:
+        return cdn.key_pair_id
+    return Path(cdn.key_pair_id_file).read_text().strip()
