@@ -64,14 +64,17 @@ class BlobService:
         if grant is None or ref.name not in grant.pullable:
             return await self._pass(request, info, "denied")
         info.user = grant.subject
-        pull = Pull(authorization[0], grant, ref.name, "blobs")
-        try:
-            member = await self.gate.admit(ref, authorization[0], grant)
-        except RegistryError as exc:
-            self._fell_back("check_failed", exc)
-            return await self._pass(request, info, "passthrough", pull)
-        if isinstance(member, Denied):
-            return await self._pass(request, info, member.outcome, pull)
+        member = self.gate.known(ref, authorization[0])  # a warm request needs no awaiting
+        if member is None:
+            pull = Pull(authorization[0], grant, ref.name, "blobs")
+            try:
+                admitted = await self.gate.admit(ref, authorization[0], grant)
+            except RegistryError as exc:
+                self._fell_back("check_failed", exc)
+                return await self._pass(request, info, "passthrough", pull)
+            if isinstance(admitted, Denied):
+                return await self._pass(request, info, admitted.outcome, pull)
+            member = admitted
         if request.method == "HEAD":
             return await self._head(request, info, ref, member, authorization[0])
         urls = self._redirect_urls(request, ref)

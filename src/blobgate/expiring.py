@@ -45,6 +45,15 @@ class ExpiringCache(Generic[K, V]):
             return None
         return entry[0]
 
+    def found(self, key: K) -> V | None:
+        """The live value for ``key``, counting a hit when there is one and nothing when
+        there is not (for a fast path whose caller looks again with ``get`` on a miss)."""
+        entry = self._data.get(key)
+        if entry is None or entry[1] <= self._clock():
+            return None
+        self.hits += 1
+        return entry[0]
+
     def get(self, key: K) -> V | None:
         """The live value for ``key``, counting a hit or a miss."""
         entry = self._data.get(key)

@@ -69,6 +69,19 @@ class Gate:
         self._registry = registry
         self._rule = rule
 
+    def known(self, ref: BlobRef, authorization: str) -> Member | None:
+        """The blob when this replica already knows both answers (the token accepted for
+        the repository, the blob in it), else ``None``: then ``admit`` decides. The warm
+        path: two lookups, nothing awaited (each cache counts one hit; a miss is counted
+        by ``admit``'s own lookup)."""
+        if self._rule is not None:
+            return None
+        accepted = self.confirmations.cache.found((authorization, ref.name))
+        if accepted is None or not accepted[0]:
+            return None
+        cached = self.membership.cache.found(ref)
+        return None if cached is None else cached[0]
+
     async def admit(self, ref: BlobRef, authorization: str, grant: Grant) -> Member | Denied:
         """The blob when ``grant`` (already checked to pull ``ref.name``) may be served
         it, else why not. Raises ``RegistryError`` when the registry could not be asked."""
