@@ -16,11 +16,11 @@ import tempfile
 from pathlib import Path
 
 from bench import wrk
-from bench.gateway import QUIET, merged
+from bench.gateway import QUIET
 from bench.tools import SERVER_CPU, pinned
 from bench.world import FULL, World
 from bench.wrk import Load
-from blobgate.devstack.gateway import GatewayProcess, dev_environment
+from blobgate.devstack.gateway import GatewayProcess, dev_environment, merged
 from blobgate.devstack.stack import gateway_config
 
 CONNECTIONS, ROUNDS, SECONDS = 64, 5, 6

@@ -16,21 +16,10 @@ import yaml
 
 from bench import metrics
 from bench.tools import pinned
-from blobgate.devstack.gateway import GatewayProcess, dev_environment
+from blobgate.devstack.gateway import GatewayProcess, dev_environment, merged
 from blobgate.devstack.stack import Stack, gateway_config
 
 QUIET = {"log": {"level": "warning", "access_log": False}}
-
-
-def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``extra`` merged in, recursively for nested mappings."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def write_config(stack: Stack, path: Path, overrides: Mapping[str, Any]) -> dict[str, Any]:

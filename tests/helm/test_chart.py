@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from blobgate.config import Config, load
+from blobgate.devstack.gateway import merged  # Helm merges values the same way
 from blobgate.devstack.pki import write_signing_files
 
 from support.helm import (
@@ -38,7 +39,6 @@ from support.helm import (
     InvalidObject,
     Rendered,
     Schemas,
-    deep_merge,
     leaves,
 )
 
@@ -102,11 +102,11 @@ def pem(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def everything(chart: Chart, pem: str) -> Rendered:
-    return chart.render(values=deep_merge(EVERYTHING, {"tokenCertificate": {"pem": pem}}))
+    return chart.render(values=merged(EVERYTHING, {"tokenCertificate": {"pem": pem}}))
 
 
 def harbor_values() -> dict[str, Any]:
-    return deep_merge(DEFAULTS, yaml.safe_load(HARBOR_VALUES.read_text()))
+    return merged(DEFAULTS, yaml.safe_load(HARBOR_VALUES.read_text()))
 
 
 # --- lint and schema ---------------------------------------------------------------------
@@ -379,7 +379,7 @@ def load_text(text: str, environ: dict[str, str]) -> Config:
 
 def expected_config(values: dict[str, Any], derived: dict[str, Any]) -> str:
     """What the values asked for: their ``config`` plus the values the chart derives."""
-    return yaml.safe_dump(deep_merge(values["config"], derived))
+    return yaml.safe_dump(merged(values["config"], derived))
 
 
 def test_default_config_is_what_values_ask_for(default: Rendered) -> None:
@@ -391,7 +391,7 @@ def test_default_config_is_what_values_ask_for(default: Rendered) -> None:
 
 
 def test_any_config_key_passes_through(everything: Rendered) -> None:
-    values = deep_merge(DEFAULTS, EVERYTHING)
+    values = merged(DEFAULTS, EVERYTHING)
     cfg = load_rendered(everything, {})
     derived = {"auth": {"certificates": TOKEN_FILE},
                "audit": {"dsn_password_file": "/etc/blobgate/audit-database/password"}}
@@ -435,7 +435,7 @@ def test_object_store_backend_renders(chart: Chart, schemas: Schemas, backend: s
     schemas.validate(*rendered.objects)
     cfg = load_rendered(rendered, {})
     derived = {"upstream": {"url": "http://harbor-core:80"}, "auth": {"certificates": TOKEN_FILE}}
-    assert cfg == load_text(expected_config(deep_merge(DEFAULTS, values), derived), {})
+    assert cfg == load_text(expected_config(merged(DEFAULTS, values), derived), {})
     assert cfg.storage.backend == backend
     assert rendered.one("ServiceAccount")["metadata"]["annotations"] == (
         values["serviceAccount"]["annotations"])

@@ -198,17 +198,6 @@ class Chart:
         return text
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Helm's values merge: mappings merge key by key, anything else replaces."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
     """Dotted paths of the non-mapping values in ``tree``."""
     for key, value in tree.items():

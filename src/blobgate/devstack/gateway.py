@@ -32,6 +32,18 @@ def dev_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env | dict(extra or {})
 
 
+def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in, recursively for nested mappings (how scenario
+    overrides meet a configuration, and how Helm merges values)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 class GatewayProcess:
     """A running ``blobgate serve`` for ``config`` (any configuration mapping)."""
 
