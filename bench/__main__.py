@@ -28,12 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("--seconds", type=int, default=20)
     prof.add_argument("--connections", type=int, default=64)
     prof.add_argument("--folded", type=Path, help="also keep py-spy's folded stacks here")
+    prof.add_argument("--logs-off", action="store_true",
+                      help="log.level warning, access log off (default: blobgate's defaults)")
     sign = commands.add_parser("signing", help="in-process cost of one signed URL per backend")
     sign.add_argument("--count", type=int, default=2000, help="URLs signed per backend")
     args = parser.parse_args(argv)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.command == "profile":
-        return profile.run(args.seconds, args.connections, args.folded)
+        return profile.run(args.seconds, args.connections, args.folded, args.logs_off)
     if args.command == "signing":
         return signing.run(args.count)
     mode = QUICK if args.quick else FULL

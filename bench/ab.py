@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from bench import wrk
-from bench.gateway import QUIET
+from bench.gateway import DEFAULT_LOGGING, QUIET
 from bench.tools import SERVER_CPU, pinned
 from bench.world import FULL, World
 from bench.wrk import Load
@@ -24,7 +24,6 @@ from blobgate.devstack.gateway import GatewayProcess, dev_environment, merged
 from blobgate.devstack.stack import gateway_config
 
 CONNECTIONS, ROUNDS, SECONDS = 64, 5, 6
-LOGGED = {"log": {"level": "info", "access_log": True}}
 
 
 def median(loads: list[Load]) -> Load:
@@ -45,7 +44,7 @@ def main() -> None:
                 work, merged(base, extra), name=f"{build}-{logging.split()[0]}",
                 env=dev_environment({"PYTHONPATH": src}), argv_prefix=pinned([], SERVER_CPU)))
             for build, src in builds.items()
-            for logging, extra in (("logs off", QUIET), ("default logging", LOGGED))
+            for logging, extra in (("logs off", QUIET), ("default logging", DEFAULT_LOGGING))
         }
         pairs = world.pairs("ab")
         for gateway in targets.values():

@@ -20,6 +20,7 @@ from blobgate.devstack.gateway import GatewayProcess, dev_environment, merged
 from blobgate.devstack.stack import Stack, gateway_config
 
 QUIET = {"log": {"level": "warning", "access_log": False}}
+DEFAULT_LOGGING = {"log": {"level": "info", "access_log": True}}  # blobgate's defaults
 
 
 def write_config(stack: Stack, path: Path, overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """``python -m bench profile``: where blobgate's warm GET time goes, sampled by py-spy.
 
-blobgate (one worker, core 0) serves warm GETs from wrk (core 1) while py-spy records
-it; the folded stacks are reduced to the functions with the most samples on-CPU, by
-self time and by inclusive time. py-spy is not installed by this command.
+blobgate (one worker, core 0, default logging unless ``--logs-off``) serves warm GETs
+from wrk (core 1) while py-spy records it; the folded stacks are reduced to the
+functions with the most samples on-CPU, by self time and by inclusive time. py-spy is
+not installed by this command.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench import machine, tools, wrk
-from bench.gateway import Gateway
+from bench.gateway import DEFAULT_LOGGING, Gateway
 from bench.runner import say
 from bench.tools import SERVER_CPU
 from bench.world import FULL, World
@@ -65,8 +66,8 @@ def table(title: str, counts: Counter[str], samples: int, label: str = "frame") 
     return "\n".join(lines) + "\n"
 
 
-def run(seconds: int, connections: int, keep: Path | None) -> int:
-    """Profile the warm GET path; print the top frames."""
+def run(seconds: int, connections: int, keep: Path | None, logs_off: bool = False) -> int:
+    """Profile the warm GET path (default logging, or ``logs_off``); print the top frames."""
     py_spy = _py_spy()
     if py_spy is None or tools.missing():
         say(f"needs py-spy ({sys.executable} -m pip install py-spy) and "
@@ -74,7 +75,8 @@ def run(seconds: int, connections: int, keep: Path | None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="blobgate-profile-") as tmp:
         workdir = Path(tmp)
-        with World(FULL, workdir) as world, Gateway(world.stack, workdir, "profile",
+        overrides = {} if logs_off else DEFAULT_LOGGING
+        with World(FULL, workdir) as world, Gateway(world.stack, workdir, "profile", overrides,
                                                     cpus=SERVER_CPU) as gateway:
             pairs = world.pairs("profile")
             wrk.run(gateway.url, pairs, connections, FULL.warm_s)

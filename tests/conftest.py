@@ -25,6 +25,7 @@ from blobgate.reference import parse_digest, storage_key
 from support import azurite as az
 from support import gcs
 from support.gateway import BUCKET, GatewayFactory, GatewayTestServer, Scrape
+from support.lines import Lines
 from support.pki import PKI
 from support.postgres import fresh_database
 from support.standin import StandIn
@@ -133,13 +134,21 @@ async def standin() -> AsyncIterator[tuple[StandIn, TestServer]]:
 
 
 @pytest.fixture
+def lines() -> Lines:
+    """The access, audit and log lines of the test's gateways."""
+    return Lines()
+
+
+@pytest.fixture
 async def gateway(
     standin: tuple[StandIn, TestServer],
     s3_server: devs3.S3Server,
     bundle: Path,
     signer: Signer,
+    lines: Lines,
 ) -> AsyncIterator[GatewayFactory]:
-    """Builds a blobgate in front of the stand-in; keyword arguments replace config parts."""
+    """Builds a blobgate in front of the stand-in; keyword arguments replace config parts.
+    Its access and audit lines go to ``lines``."""
     clients: list[TestClient[Any, Any]] = []
 
     async def make(**parts: Any) -> TestClient[Any, Any]:
@@ -150,7 +159,7 @@ async def gateway(
             storage=StorageConfig(s3=S3Config(bucket=BUCKET, endpoint_url=s3_server.endpoint_url)),
         )
         cfg = replace(cfg, **parts)
-        app = create_app(cfg, load_keys(cfg))
+        app = create_app(cfg, load_keys(cfg), lines)
         server = GatewayTestServer(app)
         await server.start_server(
             access_log_class=AccessLogger.bound(app),

@@ -1,8 +1,12 @@
-"""What happened to each request: metrics, one access-log line and an audit record.
+"""What happened to each request: metrics, one access line and an audit record.
 
 Handlers describe what they did in a ``RequestInfo`` stored on the request; aiohttp's
 access-log hook turns it into metrics, a log line and an audit record once the response
-is done. Paths are logged without their query (upload-session state lives there).
+is done. Lines are encoded here from fields blobgate built, not through ``logging``
+(see ``logs``): of them only the path, which a client writes freely, can hold a secret,
+so only the path is redacted, and it is logged without its query (upload-session state
+lives there). With the audit trail in the log (``audit.sink: log``), a blob request's
+audit line carries its access line's fields and stands in for it: one line per request.
 """
 
 from __future__ import annotations
@@ -16,9 +20,13 @@ from typing import ClassVar
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from blobgate.audit import AUDIT, AuditRecord
+from blobgate.audit import AUDIT, AuditRecord, LogAudit
+from blobgate.logs import STDERR, LineWriter, encode
 from blobgate.metrics import STATS, Stats
 from blobgate.redact import redact
+
+LINES = web.AppKey("lines", LineWriter)
+ACCESS_LOGGER = "blobgate.access"
 
 
 @dataclass(slots=True)
@@ -45,12 +53,13 @@ def info_of(request: web.BaseRequest) -> RequestInfo:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """aiohttp's per-request hook: records metrics, and writes the access line if enabled.
+    """aiohttp's per-request hook: records metrics, and writes the request's line.
 
     Use ``AccessLogger.bound(app)``: requests carry no application (they are served by
     aiohttp's low-level server), and aiohttp calls the hook also for requests it refused
-    before any handler ran, which must be counted too.
-    aiohttp makes one hook per connection, so per-connection facts are settled here once.
+    before any handler ran, which must be counted too. aiohttp makes one hook per
+    connection, so per-connection facts (the client's address, whether lines are on)
+    are settled here once.
     """
 
     app: ClassVar[web.Application | None] = None
@@ -58,12 +67,19 @@ class AccessLogger(AbstractAccessLogger):
 
     def __init__(self, logger: logging.Logger, log_format: str) -> None:
         super().__init__(logger, log_format)
-        self._lines = logger.isEnabledFor(logging.INFO)
-        self._audit = None if self.app is None else self.app.get(AUDIT)  # set at start-up
+        self._access = logger.isEnabledFor(logging.INFO)
+        app = self.app
+        audit = None if app is None else app.get(AUDIT)  # set at start-up
+        if audit is not None and not audit.enabled:
+            audit = None
+        self._audit_lines = audit if isinstance(audit, LogAudit) else None
+        self._audit = None if self._audit_lines is not None else audit
+        self._lines = STDERR if app is None else app.get(LINES, STDERR)
+        self._client: str | None = None
 
     @classmethod
     def bound(cls, app: web.Application) -> type[AccessLogger]:
-        """A hook class that records into ``app``'s metrics and audit trail."""
+        """A hook class that records into ``app``'s metrics, audit trail and lines."""
         return type("BoundAccessLogger", (cls,), {"app": app, "stats": app[STATS]})
 
     @property
@@ -76,42 +92,64 @@ class AccessLogger(AbstractAccessLogger):
             info = RequestInfo(outcome="invalid" if response.status < 500 else "error")
         if self.stats is not None:
             self.stats.observe(info.route, request.method, info.outcome, time_s)
-        if info.route == "blob" and self._audit is not None and self._audit.enabled:
-            self._audit.submit(_audit_record(request, response, info))
-        if self._lines:
-            self.logger.info("access", extra={"fields": _access_fields(request, response, info,
-                                                                        time_s)})
+        if info.route == "blob":
+            if self._audit_lines is not None:
+                now = time.time()
+                self._audit_lines.submit_request(
+                    self._fields(request, response, info, time_s, now), now)
+                return
+            if self._audit is not None:
+                self._audit.submit(self._record(request, response, info))
+        if self._access:
+            self._lines.write(encode(self._fields(request, response, info, time_s,
+                                                  time.time())))
+
+    def _fields(self, request: web.BaseRequest, response: web.StreamResponse,
+                info: RequestInfo, time_s: float, now: float) -> dict[str, object]:
+        """The access line of a request that ended ``now`` (times to the millisecond,
+        durations to the microsecond, truncated: ``round`` costs a float-to-text trip)."""
+        return {
+            "ts": int(now * 1000) / 1000,
+            "level": "info",
+            "logger": ACCESS_LOGGER,
+            "ts_start": int((now - time_s) * 1000) / 1000,
+            "method": request.method,
+            "path": _path(request, info),
+            "route": info.route,
+            "outcome": info.outcome,
+            "repository": info.repository,
+            "digest": info.digest,
+            "user": info.user,
+            "status": response.status,
+            "bytes": response.body_length,
+            "duration_ms": int(time_s * 1_000_000) / 1000,
+            "client": self._client_of(request),
+        }
+
+    def _record(self, request: web.BaseRequest, response: web.StreamResponse,
+                info: RequestInfo) -> AuditRecord:
+        return AuditRecord(
+            at=datetime.now(UTC),
+            user_name=info.user or "",
+            repository=info.repository or "",
+            digest=info.digest or "",
+            method=request.method,
+            outcome=info.outcome,
+            status=response.status,
+            client=self._client_of(request) or "",
+        )
+
+    def _client_of(self, request: web.BaseRequest) -> str | None:
+        """The peer's address (one per connection, so looked up once)."""
+        if self._client is None:
+            self._client = request.remote
+        return self._client
 
 
-def _access_fields(
-    request: web.BaseRequest, response: web.StreamResponse, info: RequestInfo, time_s: float
-) -> dict[str, object]:
-    return {
-        "ts_start": round(time.time() - time_s, 3),
-        "method": request.method,
-        "path": redact(request.raw_path.partition("?")[0][:2000]),
-        "route": info.route,
-        "outcome": info.outcome,
-        "repository": info.repository,
-        "digest": info.digest,
-        "user": info.user,
-        "status": response.status,
-        "bytes": response.body_length,
-        "duration_ms": round(time_s * 1000, 3),
-        "client": request.remote,
-    }
-
-
-def _audit_record(
-    request: web.BaseRequest, response: web.StreamResponse, info: RequestInfo
-) -> AuditRecord:
-    return AuditRecord(
-        at=datetime.now(UTC),
-        user_name=info.user or "",
-        repository=info.repository or "",
-        digest=info.digest or "",
-        method=request.method,
-        outcome=info.outcome,
-        status=response.status,
-        client=request.remote or "",
-    )
+def _path(request: web.BaseRequest, info: RequestInfo) -> str:
+    """The request's path for its line: without the query, and redacted, unless it is a
+    blob path that parsed (a name and a digest of the registry's grammar, nothing else)."""
+    path = request.raw_path.partition("?")[0]
+    if info.route == "blob" and info.digest is not None and path.startswith("/v2/"):
+        return path
+    return redact(path[:2000])

@@ -20,12 +20,13 @@ from typing import Any
 
 from aiohttp import web
 
-from blobgate.accesslog import info_of
+from blobgate.accesslog import LINES, info_of
 from blobgate.audit import AUDIT
 from blobgate.backends.choice import presign_target
 from blobgate.config import Config
 from blobgate.errors import BlobgateError, ConfigError, RegistryError
 from blobgate.keys import KeyBundleError, TrustedKeys
+from blobgate.logs import STDERR, LineWriter
 from blobgate.metrics import STATS, Stats
 from blobgate.proxy import forward, request_target
 from blobgate.reference import BlobRef, blob_path, parse_blob
@@ -65,7 +66,7 @@ def check_presign_host(cfg: Config) -> None:
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    async with open_services(app[CONFIG], app[KEYS], app[STATS]) as services:
+    async with open_services(app[CONFIG], app[KEYS], app[STATS], app[LINES]) as services:
         app[SERVICES] = services
         app[AUDIT] = services.audit  # read by the access-log hook
         yield
@@ -174,13 +175,14 @@ class GatewayRunner(web.BaseRunner):
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 
 
-def create_app(cfg: Config, keys: TrustedKeys) -> web.Application:
-    """The gateway application for ``cfg``, trusting token certificates ``keys``; serve it
-    with ``GatewayRunner``."""
+def create_app(cfg: Config, keys: TrustedKeys, lines: LineWriter = STDERR) -> web.Application:
+    """The gateway application for ``cfg``, trusting token certificates ``keys``, writing
+    its access and audit lines to ``lines``; serve it with ``GatewayRunner``."""
     check_presign_host(cfg)
     app = web.Application()
     app[CONFIG] = cfg
     app[KEYS] = keys
+    app[LINES] = lines
     app[STATS] = Stats()
     app[DISPATCHER] = Dispatcher(app)
     app.cleanup_ctx.append(_services)

@@ -1,6 +1,7 @@
 """The audit trail of blob access: who read which blob of which repository, when, from where.
 
-``LogAudit`` writes each record as a JSON log line (logger ``blobgate.audit``).
+``LogAudit`` writes each record as a JSON line (logger ``blobgate.audit``); a blob
+request's line also carries the request's access-line fields and is its only line.
 ``PostgresAudit`` queues records in a bounded queue and writes them in batches with
 ``COPY``; it never blocks or fails a pull: when the database is slow or down, records
 that do not fit are dropped and counted (``blobgate_audit_records_total{result="dropped"}``),
@@ -12,22 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiohttp import web
 
 from blobgate.config import AuditConfig
 from blobgate.db import ERRORS as DB_ERRORS
 from blobgate.db import DatabaseUnavailable, LazyPool
+from blobgate.logs import LineWriter, encode
 from blobgate.metrics import Stats
 
 log = logging.getLogger(__name__)
-audit_log = logging.getLogger("blobgate.audit")
+AUDIT_LOGGER = "blobgate.audit"
+audit_log = logging.getLogger(AUDIT_LOGGER)  # its level says whether audit lines are on
 
 WRITE_TIMEOUT_S = 5.0
 
@@ -83,20 +87,51 @@ AUDIT = web.AppKey("audit", Audit)
 
 
 class LogAudit:
-    """Audit records as JSON log lines."""
+    """Audit records as JSON lines, on at ``log.level`` info or debug."""
 
-    def __init__(self, stats: Stats) -> None:
+    def __init__(self, stats: Stats, lines: LineWriter) -> None:
         self._stats = stats
+        self._lines = lines
+        self._utc = UTCText()
 
     @property
     def enabled(self) -> bool:
         return audit_log.isEnabledFor(logging.INFO)
 
     def submit(self, record: AuditRecord) -> None:
-        entry: dict[str, Any] = dict(zip(COLUMNS, record.row(), strict=True))
+        entry: dict[str, object] = {"ts": round(time.time(), 3), "level": "info",
+                                    "logger": AUDIT_LOGGER,
+                                    **dict(zip(COLUMNS, record.row(), strict=True))}
         entry["at"] = record.at.isoformat()
-        audit_log.info("audit", extra={"fields": entry})
+        self._write(entry)
+
+    def submit_request(self, access: dict[str, object], now: float) -> None:
+        """Record a blob request from its access line (``ts`` ``now``): the line, with
+        ``logger``, ``at`` and ``user_name`` of an audit record, is the request's only one."""
+        access["logger"] = AUDIT_LOGGER
+        access["at"] = self._utc(now)
+        access["user_name"] = access["user"] or ""
+        self._write(access)
+
+    def _write(self, entry: dict[str, object]) -> None:
+        self._lines.write(encode(entry))
         self._stats.audit["written"] += 1
+
+
+class UTCText:
+    """Moments as ``datetime.isoformat`` writes them in UTC, with the text of the current
+    second kept (formatting a datetime costs ~2 µs a line)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._text}.{int((now - second) * 1_000_000):06d}+00:00"
 
 
 class PostgresAudit:
@@ -185,10 +220,12 @@ class PostgresAudit:
 
 
 @asynccontextmanager
-async def open_audit(cfg: AuditConfig, stats: Stats, grace_s: float) -> AsyncIterator[Audit]:
-    """The configured audit sink, flushed and closed when the context ends."""
+async def open_audit(cfg: AuditConfig, stats: Stats, grace_s: float, lines: LineWriter
+                     ) -> AsyncIterator[Audit]:
+    """The configured audit sink (``lines`` for the log), flushed and closed when the
+    context ends."""
     if cfg.sink == "log":
-        yield LogAudit(stats)
+        yield LogAudit(stats, lines)
         return
     sink = PostgresAudit(cfg, stats)
     sink.start()

@@ -20,8 +20,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from blobgate import logs
-from blobgate.accesslog import AccessLogger
+from blobgate.accesslog import LINES, AccessLogger
 from blobgate.app import GatewayRunner, create_app
 from blobgate.config import Config, ServerTLSConfig
 from blobgate.health import create_metrics_app
@@ -80,7 +79,8 @@ async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
     runners: list[web.BaseRunner] = [runner]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    logs.batch_on(loop)
+    lines = gateway[LINES]
+    lines.bind(loop, shared=cfg.server.workers > 1)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     shared = cfg.server.workers > 1
@@ -109,7 +109,7 @@ async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
         for each in runners:
             await each.cleanup()
         log.info("stopped")
-        logs.batch_on(None)
+        lines.bind(None)
 
 
 def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -28,6 +28,7 @@ from blobgate.db import LazyPool
 from blobgate.gate import Gate
 from blobgate.harbordb import HarborDB, HarborDBMembership, HarborTokenRule
 from blobgate.keys import TrustedKeys
+from blobgate.logs import LineWriter
 from blobgate.membership import CachedMembership, Membership, UpstreamMembership
 from blobgate.metrics import Stats
 from blobgate.replicas import Replicas
@@ -86,13 +87,14 @@ def _certificates(cfg: Config, verifier: TokenVerifier, stats: Stats) -> list[Fi
 
 
 @asynccontextmanager
-async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats) -> AsyncIterator[Services]:
-    """All services for ``cfg``, closed when the context ends."""
+async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats, lines: LineWriter
+                        ) -> AsyncIterator[Services]:
+    """All services for ``cfg`` (audit lines to ``lines``), closed when the context ends."""
     async with AsyncExitStack() as stack:
         session = await stack.enter_async_context(Upstream.new_session(cfg.upstream))
         upstream = Upstream(cfg.upstream, session, stats)
         audit = await stack.enter_async_context(
-            open_audit(cfg.audit, stats, cfg.server.shutdown_grace_s))
+            open_audit(cfg.audit, stats, cfg.server.shutdown_grace_s, lines))
         shared = (await stack.enter_async_context(open_shared(cfg.redis, stats))
                   if cfg.redis.enabled else None)
         watchers: list[FileWatcher] = []

@@ -34,6 +34,7 @@ from blobgate.reference import (
 from hardening.wire import Answer, bearer, exchange, send
 
 from support.gateway import GatewayFactory
+from support.lines import Lines
 from support.standin import StandIn
 from support.tokens import Signer
 
@@ -181,14 +182,14 @@ async def test_malformed_requests_are_refused_with_400(
 
 @pytest.mark.parametrize("case", ["target-without-slash", "header-line-9k"])
 async def test_malformed_requests_are_logged_and_counted_without_an_exception(
-    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture, case: str
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture, lines: Lines, case: str
 ) -> None:
     with caplog.at_level(logging.INFO):
         await send(client.port, MALFORMED[case])
     crashes = [r for r in caplog.records if r.exc_info and r.exc_info[0] is AssertionError]
     assert crashes == []
-    access = [r for r in caplog.records if r.name == "blobgate.access"]
-    assert [r.fields["status"] for r in access] == [400]  # type: ignore[attr-defined]
+    access = lines.entries("blobgate.access")
+    assert [(e["status"], e["outcome"]) for e in access] == [(400, "invalid")]
 
 
 @pytest.mark.parametrize("target", ["/v2/", "/v2/library/a/blobs/{digest}"])

@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from blobgate.devstack.logs import json_objects
 from blobgate.devstack.procs import free_port
 from blobgate.devstack.s3 import SECRET_KEY, S3Server
 from hardening.served import ServedGateway
@@ -132,8 +133,10 @@ async def test_no_secret_in_logs_error_bodies_or_metrics(
         await asyncio.to_thread(served.process.stop)
 
     logs = served.log_text()
-    assert '"level": "debug"' in logs  # debug output really was on
-    assert '"logger": "blobgate.access"' in logs
+    entries = json_objects(logs)
+    assert len(entries) == len(logs.splitlines())  # every line is one JSON object
+    assert {"debug", "info"} <= {e["level"] for e in entries}  # debug output really was on
+    assert {"blobgate.access", "blobgate.audit"} <= {e["logger"] for e in entries}
     assert "<redacted>" in logs  # secrets did reach the log pipeline, and were scrubbed
     assert "harbor_db" in metrics or "database_unavailable" in metrics  # the DSNs were used
     assert own_error_bodies, "no error answered by blobgate itself"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,11 +16,16 @@ import pytest
 from blobgate.config import AuditConfig
 
 from support.gateway import GatewayFactory, Scrape
+from support.lines import Lines
 from support.standin import StandIn
 from support.tcpproxy import TCPProxy
 from support.tokens import Signer
 
 Standin = tuple[StandIn, Any]
+
+# The access line's keys, as the README documents them.
+ACCESS_KEYS = ("ts", "level", "logger", "ts_start", "method", "path", "route", "outcome",
+               "repository", "digest", "user", "status", "bytes", "duration_ms", "client")
 
 
 @pytest.fixture
@@ -123,16 +129,24 @@ async def test_queued_rows_are_flushed_on_shutdown(
 
 
 async def test_log_sink_writes_one_json_line_per_blob_request(
-    gateway: GatewayFactory, signer: Signer, blob: str, caplog: pytest.LogCaptureFixture
+    gateway: GatewayFactory, signer: Signer, blob: str, caplog: pytest.LogCaptureFixture,
+    lines: Lines,
 ) -> None:
     client = await gateway()
     headers = {"Authorization": f"Bearer {signer.token('library/a', sub='dave')}"}
-    with caplog.at_level("INFO", logger="blobgate.audit"):
+    with caplog.at_level("INFO"):
         await client.get(f"/v2/library/a/blobs/{blob}", headers=headers, allow_redirects=False)
         await client.get("/v2/")
-    records = [r for r in caplog.records if r.name == "blobgate.audit"]
-    assert len(records) == 1
-    fields = records[0].fields  # type: ignore[attr-defined]
-    assert fields["user_name"] == "dave"
-    assert fields["digest"] == blob
-    assert fields["outcome"] == "redirect"
+    audit, access = lines.entries("blobgate.audit"), lines.entries("blobgate.access")
+    assert len(audit) == 1  # the blob request's only line: it stands in for its access line
+    assert [e["path"] for e in access] == ["/v2/"]
+    (entry,) = audit
+    assert (entry["user_name"], entry["user"]) == ("dave", "dave")
+    assert (entry["repository"], entry["digest"]) == ("library/a", blob)
+    assert (entry["method"], entry["outcome"], entry["status"]) == ("GET", "redirect", 307)
+    assert entry["client"] == "127.0.0.1"
+    assert entry["path"] == f"/v2/library/a/blobs/{blob}"
+    assert entry["route"] == "blob"
+    assert datetime.fromisoformat(entry["at"]).tzinfo is not None
+    assert set(entry) == {*ACCESS_KEYS, "at", "user_name"}
+    assert set(access[0]) == set(ACCESS_KEYS)
