@@ -42,7 +42,7 @@ def test_demo_once_reports_offloaded_blobs_and_stops_everything(e2e_dir: Path) -
     assert "the registry served 0 blob downloads itself" in done.stdout
     assert f"{blobs} of {blobs} pulled blobs match their sha256 digests" in done.stdout
     access = json_objects((workdir / "stack" / "blobgate.log").read_text())
-    redirects = [e for e in access if e.get("logger") == "blobgate.access" and e["status"] == 307]
+    redirects = [e for e in access if e.get("logger") == "blobgate.audit" and e["status"] == 307]
     assert len(redirects) == blobs
     s3_log = (workdir / "stack" / "s3.log").read_text()
     for entry in redirects:

@@ -31,13 +31,15 @@ def parts(url: str) -> tuple[str, str, dict[str, str]]:
 @pytest.mark.parametrize("endpoint", [None, "http://localhost:9000", "https://s3.example.com:8443"])
 @pytest.mark.parametrize("style", ["path", "virtual"])
 @pytest.mark.parametrize("token", [None, "FwoGZXIvYXdzE//session+token=="])
-@pytest.mark.parametrize("response", [{}, {
-    "ResponseContentDisposition": 'attachment; filename="a b.tar"',
-    "ResponseCacheControl": "max-age=60",
-}])
+@pytest.mark.parametrize(("operation", "method", "response"), [
+    ("get_object", "GET", {}),
+    ("get_object", "GET", {"ResponseContentDisposition": 'attachment; filename="a b.tar"',
+                           "ResponseCacheControl": "max-age=60"}),
+    ("head_object", "HEAD", {}),  # the existence check's own URL
+])
 async def test_local_urls_equal_botocores(
     monkeypatch: pytest.MonkeyPatch, endpoint: str | None, style: str, token: str | None,
-    response: dict[str, str],
+    operation: str, method: str, response: dict[str, str],
 ) -> None:
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: NOW)
     session = AioSession()
@@ -46,19 +48,19 @@ async def test_local_urls_equal_botocores(
     async with session.create_client("s3", region_name="eu-west-1", endpoint_url=endpoint,
                                      config=config) as client:
         first: Any = await client.generate_presigned_url(
-            "get_object", Params={"Bucket": "registry", "Key": "probe/key"}, ExpiresIn=60)
+            operation, Params={"Bucket": "registry", "Key": "probe/key"}, ExpiresIn=60)
         signer = QuerySigner.learn(first, "probe/key", "eu-west-1")
         for key in KEYS:
             theirs = await client.generate_presigned_url(
-                "get_object", Params={"Bucket": "registry", "Key": key, **response},
+                operation, Params={"Bucket": "registry", "Key": key, **response},
                 ExpiresIn=1200)
             query = {"response-content-disposition": response.get("ResponseContentDisposition"),
                      "response-cache-control": response.get("ResponseCacheControl")}
             ours = signer.sign(key, 1200, Credentials("AKIDEXAMPLE", SECRET, token),
                                {k: v for k, v in query.items() if v is not None},
-                               now=NOW.replace(tzinfo=datetime.UTC).timestamp())
+                               now=NOW.replace(tzinfo=datetime.UTC).timestamp(), method=method)
             assert parts(ours) == parts(theirs)
-            assert parts(ours)[2]["X-Amz-Signature"] == expected_signature(ours, SECRET, "GET")
+            assert parts(ours)[2]["X-Amz-Signature"] == expected_signature(ours, SECRET, method)
 
 
 def test_learning_needs_the_key_at_the_end_of_the_path() -> None:

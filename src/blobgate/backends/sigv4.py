@@ -1,10 +1,12 @@
-"""Presigned S3 GET URLs signed here: AWS Signature Version 4, query-string form.
+"""Presigned S3 URLs signed here: AWS Signature Version 4, query-string form.
 
 botocore spends ~180 µs of CPU on each presigned URL (request objects, endpoint rules,
-event hooks) for what is four HMACs and a hash. blobgate lets botocore sign the first
-URL, learns from it where URLs point (scheme, host and bucket path, as botocore's
-endpoint rules and addressing style chose them), and signs later URLs itself with the
-same credentials, keeping the day's signing key.
+event hooks) for what is four HMACs and a hash, and several milliseconds on each call it
+makes itself. blobgate lets botocore sign the first URL of an operation, learns from it
+where URLs point (scheme, host and bucket path, as botocore's endpoint rules and
+addressing style chose them), and signs later URLs itself with the same credentials,
+keeping the day's signing key: GET URLs for clients, HEAD URLs for its own existence
+checks.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def _hmac(key: bytes, text: str) -> bytes:
 
 
 class QuerySigner:
-    """Signs GET URLs for the objects under one URL prefix, e.g. ``https://host/bucket/``."""
+    """Signs URLs for the objects under one URL prefix, e.g. ``https://host/bucket/``."""
 
     def __init__(self, prefix: str, region: str) -> None:
         parts = urlsplit(prefix)
@@ -66,8 +68,9 @@ class QuerySigner:
         credentials: Credentials,
         response_params: dict[str, str] | None = None,
         now: float | None = None,
+        method: str = "GET",
     ) -> str:
-        """A GET URL for object ``key``, valid ``expires_s`` seconds from ``now``."""
+        """A ``method`` URL for object ``key``, valid ``expires_s`` seconds from ``now``."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
         day = stamp[:8]
         scope = f"{day}/{self._region}/s3/aws4_request"
@@ -83,7 +86,7 @@ class QuerySigner:
             params["X-Amz-Security-Token"] = credentials.token
         query = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in sorted(params.items()))
         path = self._path + quote(key, safe="/~")
-        canonical = f"GET\n{path}\n{query}\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD"
+        canonical = f"{method}\n{path}\n{query}\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD"
         to_sign = (f"{ALGORITHM}\n{stamp}\n{scope}\n"
                    f"{hashlib.sha256(canonical.encode()).hexdigest()}")
         signature = hmac.new(self._key(credentials.secret_key, day), to_sign.encode(),

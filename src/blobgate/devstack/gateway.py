@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +21,7 @@ import yaml
 from blobgate.devstack import s3
 from blobgate.devstack.logs import json_objects
 from blobgate.devstack.procs import Process, free_port, free_ports
+from blobgate.logs import FLUSH_INTERVAL_S
 
 
 def dev_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -106,8 +108,19 @@ class GatewayProcess:
         return self.process.log_text()
 
     def access_log(self) -> list[dict[str, Any]]:
-        """The access-log entries so far; other log lines are skipped."""
-        return [e for e in json_objects(self.log_text()) if e.get("logger") == "blobgate.access"]
+        """The line of each request so far: access lines, and the audit lines that stand
+        in for them (those carry the request's ``path``); other lines are skipped.
+        blobgate writes its lines every ``FLUSH_INTERVAL_S``: they are read once an
+        interval has passed and brought nothing new."""
+        text = self.log_text()
+        while True:
+            time.sleep(2 * FLUSH_INTERVAL_S)
+            newer = self.log_text()
+            if newer == text:
+                break
+            text = newer
+        return [e for e in json_objects(text)
+                if e.get("logger") in ("blobgate.access", "blobgate.audit") and "path" in e]
 
     def stop(self) -> int:
         """Stop the gateway; its exit code."""
