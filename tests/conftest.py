@@ -162,7 +162,7 @@ async def gateway(
         app = create_app(cfg, load_keys(cfg), lines)
         server = GatewayTestServer(app)
         await server.start_server(
-            access_log_class=AccessLogger.bound(app),
+            access_log_class=AccessLogger.bound(app, cfg.log.access_log),
             access_log=logging.getLogger("blobgate.access"),
         )
         client = TestClient(server)

@@ -64,10 +64,11 @@ class AccessLogger(AbstractAccessLogger):
 
     app: ClassVar[web.Application | None] = None
     stats: ClassVar[Stats | None] = None
+    access_lines: ClassVar[bool] = True  # ``log.access_log``
 
     def __init__(self, logger: logging.Logger, log_format: str) -> None:
         super().__init__(logger, log_format)
-        self._access = logger.isEnabledFor(logging.INFO)
+        self._access = self.access_lines and logger.isEnabledFor(logging.INFO)
         app = self.app
         audit = None if app is None else app.get(AUDIT)  # set at start-up
         if audit is not None and not audit.enabled:
@@ -78,9 +79,11 @@ class AccessLogger(AbstractAccessLogger):
         self._client: str | None = None
 
     @classmethod
-    def bound(cls, app: web.Application) -> type[AccessLogger]:
-        """A hook class that records into ``app``'s metrics, audit trail and lines."""
-        return type("BoundAccessLogger", (cls,), {"app": app, "stats": app[STATS]})
+    def bound(cls, app: web.Application, access_lines: bool = True) -> type[AccessLogger]:
+        """A hook class that records into ``app``'s metrics, audit trail and lines (access
+        lines only with ``access_lines``, at ``log.level`` info or debug)."""
+        return type("BoundAccessLogger", (cls,),
+                    {"app": app, "stats": app[STATS], "access_lines": access_lines})
 
     @property
     def enabled(self) -> bool:

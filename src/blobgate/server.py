@@ -61,14 +61,11 @@ def _served(cfg: ServerTLSConfig, key: str, stats: Stats, tasks: list[asyncio.Ta
 
 async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully."""
-    access = logging.getLogger("blobgate.access")
-    if not cfg.log.access_log:
-        access.setLevel(logging.WARNING)
     gateway = create_app(cfg, keys)
     runner = GatewayRunner(
         gateway,
-        access_log=access,
-        access_log_class=AccessLogger.bound(gateway),
+        access_log=logging.getLogger("blobgate.access"),
+        access_log_class=AccessLogger.bound(gateway, cfg.log.access_log),
         handle_signals=False,
         handler_cancellation=True,  # a client that hangs up stops the origin read at once
         shutdown_timeout=cfg.server.shutdown_grace_s,
