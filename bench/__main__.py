@@ -1,5 +1,6 @@
 """``python -m bench run [--quick] [--only NAME ...] [--out FILE]``, ``python -m bench
-profile`` and ``python -m bench signing``: see BENCHMARKS.md."""
+profile``, ``python -m bench instructions`` and ``python -m bench signing``: see
+BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench import profile, runner, signing
+from bench import instructions, profile, runner, signing
 from bench.scenarios import SCENARIOS
 from bench.world import FULL, QUICK
 
@@ -30,12 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("--folded", type=Path, help="also keep py-spy's folded stacks here")
     prof.add_argument("--logs-off", action="store_true",
                       help="log.level warning, access log off (default: blobgate's defaults)")
+    counted = commands.add_parser("instructions", help="callgrind's instructions per warm "
+                                  "GET: default configuration, logs off, the floor")
+    counted.add_argument("--keep", type=Path, help="leave the callgrind dumps in this folder")
     sign = commands.add_parser("signing", help="in-process cost of one signed URL per backend")
     sign.add_argument("--count", type=int, default=2000, help="URLs signed per backend")
     args = parser.parse_args(argv)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.command == "profile":
         return profile.run(args.seconds, args.connections, args.folded, args.logs_off)
+    if args.command == "instructions":
+        return instructions.run(args.keep)
     if args.command == "signing":
         return signing.run(args.count)
     mode = QUICK if args.quick else FULL

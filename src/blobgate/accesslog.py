@@ -110,14 +110,22 @@ class AccessLogger(AbstractAccessLogger):
     def _fields(self, request: web.BaseRequest, response: web.StreamResponse,
                 info: RequestInfo, time_s: float, now: float) -> dict[str, object]:
         """The access line of a request that ended ``now`` (times to the millisecond,
-        durations to the microsecond, truncated: ``round`` costs a float-to-text trip)."""
+        durations to the microsecond, truncated: ``round`` costs a float-to-text trip).
+        The path is without its query, and scrubbed unless it is a blob path that parsed
+        (a name and a digest of the registry's grammar, nothing else)."""
+        path = request.raw_path.partition("?")[0]
+        if info.digest is None or info.route != "blob" or not path.startswith("/v2/"):
+            path = redact(path[:2000])
+        client = self._client
+        if client is None:  # one peer per connection
+            client = self._client = request.remote
         return {
             "ts": int(now * 1000) / 1000,
             "level": "info",
             "logger": ACCESS_LOGGER,
             "ts_start": int((now - time_s) * 1000) / 1000,
             "method": request.method,
-            "path": _path(request, info),
+            "path": path,
             "route": info.route,
             "outcome": info.outcome,
             "repository": info.repository,
@@ -126,7 +134,7 @@ class AccessLogger(AbstractAccessLogger):
             "status": response.status,
             "bytes": response.body_length,
             "duration_ms": int(time_s * 1_000_000) / 1000,
-            "client": self._client_of(request),
+            "client": client,
         }
 
     def _record(self, request: web.BaseRequest, response: web.StreamResponse,
@@ -139,20 +147,5 @@ class AccessLogger(AbstractAccessLogger):
             method=request.method,
             outcome=info.outcome,
             status=response.status,
-            client=self._client_of(request) or "",
+            client=request.remote or "",
         )
-
-    def _client_of(self, request: web.BaseRequest) -> str | None:
-        """The peer's address (one per connection, so looked up once)."""
-        if self._client is None:
-            self._client = request.remote
-        return self._client
-
-
-def _path(request: web.BaseRequest, info: RequestInfo) -> str:
-    """The request's path for its line: without the query, and redacted, unless it is a
-    blob path that parsed (a name and a digest of the registry's grammar, nothing else)."""
-    path = request.raw_path.partition("?")[0]
-    if info.route == "blob" and info.digest is not None and path.startswith("/v2/"):
-        return path
-    return redact(path[:2000])

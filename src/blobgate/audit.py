@@ -135,7 +135,7 @@ class UTCText:
         if second != self._second:
             self._second = second
             self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._text}.{micro:06d}+00:00"
+        return f"{self._text}.{str(1_000_000 + micro)[1:]}+00:00"  # faster than :06d
 
 
 class PostgresAudit:

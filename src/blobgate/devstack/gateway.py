@@ -57,6 +57,7 @@ class GatewayProcess:
         name: str = "blobgate",
         env: Mapping[str, str] | None = None,
         argv_prefix: Sequence[str] = (),
+        ready_timeout_s: float = 30.0,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workers = int(config.get("server", {}).get("workers", 1))
@@ -72,7 +73,7 @@ class GatewayProcess:
         self.process = Process(argv, workdir / f"{name}.log", env or dev_environment())
         try:
             for worker in range(self.workers):
-                self.process.wait_http(f"{self.metrics_url(worker)}/healthz")
+                self.process.wait_http(f"{self.metrics_url(worker)}/healthz", ready_timeout_s)
         except BaseException:
             self.process.stop()
             raise
