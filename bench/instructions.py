@@ -3,8 +3,8 @@ valgrind's callgrind: a count, not a time, so a busy or throttled machine gives 
 same answer as a quiet one (req/s on a shared machine moved by ±30% between runs).
 
 Each target runs under callgrind with instrumentation off until it is warm: blobgate
-with its default configuration, blobgate with its logs off, and the bare-aiohttp
-floor (a constant 307). One client then sends the same warm (token, blob) GETs to each,
+with its default configuration, with its logs off, and with ``redis.url`` set, and the
+bare-aiohttp floor (a constant 307). One client then sends the same warm (token, blob) GETs to each,
 one after another on one connection, between a zeroing and a dump of the counters.
 Sequential requests pay more event-loop turns each than requests under load do; the
 work a request itself causes is the same, and that is what the ratios compare.
@@ -95,12 +95,13 @@ def run(keep: Path | None = None) -> int:
     location = digest = ""
     with tempfile.TemporaryDirectory(prefix="blobgate-instructions-") as tmp:
         work = Path(tmp)
-        with World(FULL, work) as world:
+        with World(FULL, work) as world, contextlib.ExitStack() as stack:
             lines = world.pairs("instructions").read_text().splitlines()
             pairs = [(path, token) for path, token in (ln.split("\t") for ln in lines)]
             base = gateway_config(world.stack)
+            redis = {**DEFAULT_LOGGING, "redis": dict(stack.enter_context(world.redis("cg")))}
             for name, extra in (("blobgate (default configuration)", DEFAULT_LOGGING),
-                                ("blobgate, logs off", QUIET)):
+                                ("blobgate, logs off", QUIET), ("blobgate, redis", redis)):
                 out = work / f"{len(counts)}.callgrind"
                 with GatewayProcess(work, merged(base, extra), name=f"gateway-{len(counts)}",
                                     env=dev_environment(SEEDED), argv_prefix=_callgrind(out),
@@ -114,12 +115,13 @@ def run(keep: Path | None = None) -> int:
             keep.mkdir(parents=True, exist_ok=True)
             for dump in work.glob("*.callgrind.*"):
                 shutil.copy(dump, keep / dump.name)
-    ours, quiet, floor = counts.values()
+    ours, quiet, shared, floor = counts.values()
     print(f"{machine.source_state()}\n")
     print(f"| target | instructions per warm GET ({len(pairs)} GETs) | ratio |")
     print("|---|---|---|")
     print(f"| blobgate (default configuration) | {ours:,.0f} | — |")
     print(f"| blobgate, logs off | {quiet:,.0f} | default ÷ logs off: {ours / quiet:.3f}x |")
+    print(f"| blobgate, redis | {shared:,.0f} | redis ÷ default: {shared / ours:.3f}x |")
     print(f"| floor (constant 307) | {floor:,.0f} | floor ÷ default: {floor / ours:.2f}x "
           "(the share of the floor's speed blobgate can reach) |")
     return 0
