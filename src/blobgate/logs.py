@@ -39,8 +39,8 @@ ATOMIC_BYTES = select.PIPE_BUF
 
 
 def encode(entry: dict[str, object]) -> bytes:
-    """One JSON line (without its newline); values JSON has no type for become strings."""
-    return orjson.dumps(entry, default=str)
+    """One JSON line, newline included; values JSON has no type for become strings."""
+    return orjson.dumps(entry, default=str, option=orjson.OPT_APPEND_NEWLINE)
 
 
 class LineWriter:
@@ -65,7 +65,7 @@ class LineWriter:
         self._write_bytes = ATOMIC_BYTES if shared else sys.maxsize
 
     def write(self, line: bytes) -> None:
-        """Write one line, given without its newline."""
+        """Write one line, given with its newline (``encode`` makes such lines)."""
         if self._loop is None or threading.get_ident() != self._thread:
             self._write([line])
             return
@@ -91,15 +91,18 @@ class LineWriter:
 
 
 def _chunks(lines: list[bytes], most: int) -> Iterator[bytes]:
-    """The lines, newline-terminated, joined into pieces of at most ``most`` bytes
-    (a longer line is a piece of its own)."""
+    """The lines joined into pieces of at most ``most`` bytes (a longer line is a piece
+    of its own)."""
+    if most == sys.maxsize:
+        yield b"".join(lines)
+        return
     start, size = 0, 0
     for end, line in enumerate(lines):
-        if size and size + len(line) + 1 > most:
-            yield b"\n".join(lines[start:end]) + b"\n"
+        if size and size + len(line) > most:
+            yield b"".join(lines[start:end])
             start, size = end, 0
-        size += len(line) + 1
-    yield b"\n".join(lines[start:]) + b"\n"
+        size += len(line)
+    yield b"".join(lines[start:])
 
 
 STDERR = LineWriter()
@@ -118,7 +121,7 @@ class JSONFormatter(logging.Formatter):
         }
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = redact(self.formatException(record.exc_info))
-        return encode(entry).decode()
+        return orjson.dumps(entry, default=str).decode()
 
 
 class LineHandler(logging.Handler):
@@ -130,7 +133,7 @@ class LineHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record).encode()
+            line = self.format(record).encode() + b"\n"
         except Exception:
             self.handleError(record)
             return

@@ -69,7 +69,7 @@ async def test_the_lines_of_one_interval_are_one_write(
 ) -> None:
     writer.bind(asyncio.get_running_loop())
     logger.info("line %d", 0)
-    writer.write(b'{"line": 1}')
+    writer.write(b'{"line": 1}\n')
     await asyncio.sleep(0)
     logger.info("line %d", 2)
     assert stream.writes == []  # nothing written before the interval ends
@@ -84,11 +84,11 @@ async def test_a_full_batch_is_written_at_once_and_unbinding_writes_the_rest(
 ) -> None:
     writer.bind(asyncio.get_running_loop())
     for i in range(MAX_PENDING + 2):
-        writer.write(b'{"i": %d}' % i)
+        writer.write(b'{"i": %d}\n' % i)
     assert len(lines(stream)) == MAX_PENDING
     writer.bind(None)
     assert [entry["i"] for entry in lines(stream)] == list(range(MAX_PENDING + 2))
-    writer.write(b'{"i": "after"}')  # not batching any more: written at once
+    writer.write(b'{"i": "after"}\n')  # not batching any more: written at once
     assert lines(stream)[-1]["i"] == "after"
 
 
@@ -106,26 +106,26 @@ async def test_one_writer_writes_what_is_pending_at_once(
     writer: LineWriter, stream: Recording
 ) -> None:
     writer.bind(asyncio.get_running_loop())
-    sent = [b'{"n": %d, "pad": "%s"}' % (i, b"x" * 500) for i in range(20)]
+    sent = [b'{"n": %d, "pad": "%s"}\n' % (i, b"x" * 500) for i in range(20)]
     for line in sent:
         writer.write(line)
     await asyncio.sleep(2 * INTERVAL_S)
-    assert stream.writes == [b"\n".join(sent) + b"\n"]
+    assert stream.writes == [b"".join(sent)]
 
 
 async def test_a_shared_stream_gets_no_write_longer_than_a_pipe_takes_whole(
     writer: LineWriter, stream: Recording
 ) -> None:
     writer.bind(asyncio.get_running_loop(), shared=True)
-    sent = [b'{"n": %d, "pad": "%s"}' % (i, b"x" * (i * 37 % 900)) for i in range(200)]
-    sent.append(b'{"long": "%s"}' % (b"y" * (2 * ATOMIC_BYTES)))  # longer than a pipe takes
+    sent = [b'{"n": %d, "pad": "%s"}\n' % (i, b"x" * (i * 37 % 900)) for i in range(200)]
+    sent.append(b'{"long": "%s"}\n' % (b"y" * (2 * ATOMIC_BYTES)))  # longer than a pipe takes
     for line in sent:
         writer.write(line)
     await asyncio.sleep(2 * INTERVAL_S)
     assert len(stream.writes) > 1
     assert all(chunk.endswith(b"\n") for chunk in stream.writes)
     assert all(len(chunk) <= ATOMIC_BYTES for chunk in stream.writes[:-1])
-    assert stream.getvalue().splitlines() == sent
+    assert stream.getvalue().splitlines(keepends=True) == sent
 
 
 async def test_a_stream_that_fails_loses_lines_not_the_caller(
@@ -133,7 +133,7 @@ async def test_a_stream_that_fails_loses_lines_not_the_caller(
 ) -> None:
     writer = LineWriter(Broken())
     writer.bind(asyncio.get_running_loop())
-    writer.write(b"{}")
+    writer.write(b"{}\n")
     writer.flush()  # raises nothing
     writer.bind(None)
 
