@@ -26,7 +26,7 @@ from bench.gateway import DEFAULT_LOGGING, QUIET
 from bench.runner import say
 from bench.scenarios.warm import sample_redirect
 from bench.tools import SERVER_CPU, pinned
-from bench.world import FULL, World
+from bench.world import FULL, QUICK, World
 from blobgate.devstack.gateway import GatewayProcess, dev_environment, merged
 from blobgate.devstack.procs import Process, free_port
 from blobgate.devstack.stack import gateway_config
@@ -85,9 +85,9 @@ def _floor(work: Path, location: str, digest: str) -> Iterator[tuple[int, str]]:
         process.stop()
 
 
-def run(keep: Path | None = None) -> int:
+def run(keep: Path | None = None, quick: bool = False) -> int:
     """Count instructions per warm GET for each target; print the table; with ``keep``,
-    leave the callgrind dumps there (for ``callgrind_annotate``)."""
+    leave the callgrind dumps there (for ``callgrind_annotate``); ``quick``: 50 GETs."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         say("needs valgrind: apt-get install -y valgrind")
         return 2
@@ -95,7 +95,7 @@ def run(keep: Path | None = None) -> int:
     location = digest = ""
     with tempfile.TemporaryDirectory(prefix="blobgate-instructions-") as tmp:
         work = Path(tmp)
-        with World(FULL, work) as world, contextlib.ExitStack() as stack:
+        with World(QUICK if quick else FULL, work) as world, contextlib.ExitStack() as stack:
             lines = world.pairs("instructions").read_text().splitlines()
             pairs = [(path, token) for path, token in (ln.split("\t") for ln in lines)]
             base = gateway_config(world.stack)

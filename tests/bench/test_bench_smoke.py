@@ -1,6 +1,7 @@
-"""CI smoke test of the benchmark harness (``python -m bench run --quick``).
+"""CI smoke test of the benchmark harness (``python -m bench run --quick``, ``bench
+signing``, ``bench instructions --quick``).
 
-It checks that the quick mode runs end to end and reports every expected row with no
+It checks that the quick modes run end to end and report every expected row with no
 errors. It never asserts on speed: CI machines are shared and noisy.
 """
 
@@ -74,3 +75,17 @@ def test_signing_cost_reports_every_backend() -> None:
     assert backends == {"s3", "azure", "gcs", "cloudfront"}
     for row in rows:
         assert float(row.split(" | ")[1]) > 0
+
+
+@pytest.mark.timeout(300)
+def test_instruction_counts_report_every_target() -> None:
+    if shutil.which("valgrind") is None:
+        pytest.skip("valgrind not installed; install with: apt-get install -y valgrind")
+    done = subprocess.run([sys.executable, "-m", "bench", "instructions", "--quick"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=290, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [row[0].removeprefix("| ") for row in rows] == [
+        "blobgate (default configuration)", "blobgate, logs off", "blobgate, redis",
+        "floor (constant 307)"]
+    assert all(int(row[1].replace(",", "")) > 0 for row in rows)
