@@ -7,7 +7,8 @@ Two kinds of line share one ``LineWriter``, so their order is kept:
 * the per-request access and audit lines, which ``accesslog`` and ``audit`` encode
   themselves from fields blobgate built. Through ``logging`` (a ``LogRecord``, a
   handler, the json module, ``redact`` on the whole line) each of those cost ~30 µs, as
-  much as the rest of a warm request; encoded directly, ~2 µs.
+  much as the rest of a warm request; built and encoded directly, a blob request's one
+  line costs ~8 µs on the 2-core bench machine (see BENCHMARKS.md).
 
 Lines written on the event loop's thread are kept and written together every
 ``FLUSH_INTERVAL_S`` (or once ``MAX_PENDING`` are waiting, and on shutdown), as nginx's
