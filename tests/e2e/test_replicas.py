@@ -215,7 +215,15 @@ def test_redis_dying_fails_no_request_and_the_replicas_recover(
                 stop.set()
                 worker.join()
             assert set(outcomes) <= {307}, outcomes  # not one request failed
-            assert metrics(b)['blobgate_shared_cache_errors_total{op="get"}'] >= 1
+            seen = metrics(b)
+            # Redis's failure was seen (by whichever call met it first: often the
+            # invalidation listener, whose failure then has lookups skip Redis for a while),
+            # and lookups were answered without it.
+            assert sum(v for k, v in seen.items()
+                       if k.startswith("blobgate_shared_cache_errors_total{")) >= 1
+            assert sum(v for k, v in seen.items()
+                       if k.startswith("blobgate_shared_cache_requests_total{")
+                       and 'result="error"' in k) >= 1
             for gateway in (a, b):
                 assert password not in gateway.log_text()
                 assert readyz(gateway).startswith('{"status": "ready"')
