@@ -13,14 +13,9 @@ import pytest
 from blobgate.config import AuditConfig, LogConfig
 
 from support.gateway import GatewayFactory
-from support.lines import Lines
+from support.lines import ACCESS_KEYS, AUDIT_KEYS, BLOB_AUDIT_KEYS, Lines
 from support.standin import StandIn
 from support.tokens import Signer
-
-ACCESS_KEYS = {"ts", "level", "logger", "ts_start", "method", "path", "route", "outcome",
-               "repository", "digest", "user", "status", "bytes", "duration_ms", "client"}
-AUDIT_KEYS = {"ts", "level", "logger", "at", "user_name", "repository", "digest", "method",
-              "outcome", "status", "client"}
 
 
 @pytest.fixture
@@ -54,7 +49,7 @@ async def test_one_complete_line_per_request(
     blob_lines, other_lines = requests[:2], requests[2:]
     for entry in blob_lines:
         assert entry["logger"] == "blobgate.audit"
-        assert set(entry) == ACCESS_KEYS | {"at", "user_name"}
+        assert set(entry) == BLOB_AUDIT_KEYS
         assert (entry["user"], entry["user_name"], entry["route"]) == ("erin", "erin", "blob")
         assert datetime.fromisoformat(entry["at"]).timestamp() == pytest.approx(entry["ts"],
                                                                                 abs=0.002)
