@@ -75,7 +75,7 @@ class AccessLogger(AbstractAccessLogger):
             audit = None
         self._audit_lines = audit if isinstance(audit, LogAudit) else None
         self._audit = None if self._audit_lines is not None else audit
-        self._lines = STDERR if app is None else app.get(LINES, STDERR)
+        self._lines = STDERR if app is None else app[LINES]
         self._client: str | None = None
 
     @classmethod
