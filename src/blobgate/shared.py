@@ -198,7 +198,7 @@ async def open_shared(cfg: RedisConfig, stats: Stats) -> AsyncIterator[Shared]:
     }
     if cfg.sentinels:
         hosts = [(h, int(p)) for h, _, p in (s.rpartition(":") for s in cfg.sentinels)]
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(
             hosts, sentinel_kwargs={"password": options["password"]},
             socket_timeout=options["socket_timeout"])
         client: Redis = sentinel.master_for(cfg.sentinel_master, **options)
