@@ -9,10 +9,14 @@
 #     -e BLOBGATE_STORAGE_S3_BUCKET=registry -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY \
 #     blobgate:0.1.0
 #
-# The builder stage builds the project wheel and installs it, with its dependencies,
-# into a virtual environment at /opt/blobgate. The final stage copies only that
-# environment: no compilers, no pip cache, no source tree. The image runs as a
-# numeric non-root user and writes nothing outside /tmp, so it works with a
+# The builder stage installs exactly the locked runtime set (requirements/runtime.txt, an
+# export of uv.lock: every package pinned and hash-checked, wheels only) into a virtual
+# environment at /opt/blobgate, then the project wheel without dependencies, built with
+# the locked setuptools (requirements/build.txt). It writes the image's SBOM
+# (CycloneDX JSON, by the locked cyclonedx-bom of requirements/sbom.txt, the same tool
+# and command as ./dev sbom) to /opt/blobgate/sbom.cdx.json. The final stage copies only
+# that environment: no compilers, no installer, no pip cache, no source tree. The image
+# runs as a numeric non-root user and writes nothing outside /tmp, so it works with a
 # read-only root filesystem.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -25,13 +29,19 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY requirements ./requirements
 COPY src ./src
 
-# Every dependency ships manylinux wheels for CPython 3.11, so no compiler is needed.
+# /opt/build holds the build tools; /opt/blobgate gets nothing but the runtime set.
 # pip compiles the installed modules to bytecode here, so nothing is written at run time.
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+RUN python -m venv /opt/build \
+ && /opt/build/bin/pip install --require-hashes --only-binary :all: -r requirements/build.txt \
+ && /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/blobgate \
- && python -m pip --python /opt/blobgate/bin/python install /wheels/blobgate-*.whl
+ && /opt/build/bin/pip --python /opt/blobgate/bin/python install --require-hashes --only-binary :all: -r requirements/runtime.txt \
+ && /opt/build/bin/pip --python /opt/blobgate/bin/python install --no-deps /wheels/blobgate-*.whl \
+ && /opt/build/bin/pip install --require-hashes --only-binary :all: -r requirements/sbom.txt \
+ && /opt/build/bin/cyclonedx-py environment --of JSON --output-file /opt/blobgate/sbom.cdx.json /opt/blobgate/bin/python
 
 
 FROM ${PYTHON_IMAGE}

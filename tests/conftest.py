@@ -25,6 +25,7 @@ from blobgate.reference import parse_digest, storage_key
 from support import azurite as az
 from support import gcs
 from support.gateway import BUCKET, GatewayFactory, GatewayTestServer, Scrape
+from support.image import DOCKERFILE, DOCKERIGNORE, REPO, DockerIgnore, Image, build, parse
 from support.lines import Lines
 from support.pki import PKI
 from support.postgres import fresh_database
@@ -112,6 +113,15 @@ def pg_dsn() -> Iterator[str]:
         if dsn is None:
             pytest.skip("no PostgreSQL: set BLOBGATE_TEST_PG_DSN or apt-get install -y postgresql")
         yield dsn
+
+
+@pytest.fixture(scope="session")
+def runtime_image(tmp_path_factory: pytest.TempPathFactory) -> Image:
+    """The Dockerfile's builder stage replayed (``support.image``): its /opt/blobgate holds
+    the locked runtime set alone, installed by hash as ``docker build`` installs it."""
+    stages = parse(DOCKERFILE.read_text())[1]
+    context = DockerIgnore.read(DOCKERIGNORE).context(REPO)
+    return build(tmp_path_factory.mktemp("image"), context, stages[0], stages[-1])
 
 
 @pytest.fixture(scope="session")

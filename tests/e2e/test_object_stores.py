@@ -15,6 +15,7 @@ account's public key. skopeo checks every digest it downloads.
 from __future__ import annotations
 
 import re
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -65,12 +66,13 @@ def pull(stack: Stack, gateway: GatewayProcess, repository: str, image: OciImage
 
 
 @contextmanager
-def fronting(stack: Stack, directory: Path, storage: dict[str, Any], env: dict[str, str]
-             ) -> Iterator[GatewayProcess]:
-    """A blobgate in front of the stack's registry, with its blobs in another store."""
+def fronting(stack: Stack, directory: Path, storage: dict[str, Any], env: dict[str, str],
+             python: str = sys.executable) -> Iterator[GatewayProcess]:
+    """A blobgate (run by ``python``) in front of the stack's registry, with its blobs in
+    another store."""
     config = {**gateway_config(stack), "storage": storage}
     with GatewayProcess(directory, config, name=f"blobgate-{storage['backend']}",
-                        env=dev_environment(env)) as gateway:
+                        env=dev_environment(env), python=python) as gateway:
         yield gateway
 
 

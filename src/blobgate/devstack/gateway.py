@@ -57,6 +57,7 @@ class GatewayProcess:
         name: str = "blobgate",
         env: Mapping[str, str] | None = None,
         argv_prefix: Sequence[str] = (),
+        python: str = sys.executable,
         ready_timeout_s: float = 30.0,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +70,7 @@ class GatewayProcess:
         self.scheme = "https" if server.get("tls", {}).get("cert_file") else "http"
         path = workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(self.config))
-        argv = [*argv_prefix, sys.executable, "-m", "blobgate", "serve", "--config", str(path)]
+        argv = [*argv_prefix, python, "-m", "blobgate", "serve", "--config", str(path)]
         self.process = Process(argv, workdir / f"{name}.log", env or dev_environment())
         try:
             for worker in range(self.workers):
