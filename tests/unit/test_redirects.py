@@ -70,6 +70,8 @@ def test_allowed_hosts_are_followed(hosts: tuple[str, ...], location: str, follo
      (("s3.example",), "file:///etc/passwd", "scheme"),
      (("s3.example",), "gopher://s3.example/k", "scheme"),
      (("s3.example",), "https://s3.example:99999/k", "location"),
+     (("s3.example",), "https://s3.ex%61mple/k", "host"),
+     (("xn--bcher-kva.example",), "https://bücher.example/k", "host"),
      (("169.254.169.254",), "http://169.254.169.254/latest/meta-data/", "address"),
      (("[fe80::1]",), "http://[fe80::1]/k", "address"),
      (("127.0.0.1:9000",), "http://127.0.0.1:9000/k", "address")],

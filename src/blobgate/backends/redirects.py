@@ -106,9 +106,9 @@ class RedirectPolicy:
 
     def __init__(self, cfg: ProxyConfig, registry: URL, stats: Stats) -> None:
         hosts = (URL(f"//{entry}") for entry in cfg.redirect_hosts)
-        self._hosts = {(_key(url.host), url.explicit_port) for url in hosts}
-        self._hosts.add((_key(registry.host), registry.port))
-        self.check_addresses = not cfg.allow_private_redirects
+        self._hosts = {(_key(url.raw_host), url.explicit_port) for url in hosts}
+        self._hosts.add((_key(registry.raw_host), registry.port))
+        self._check_addresses = not cfg.allow_private_redirects
         self._stats = stats
 
     def target(self, base: URL, location: str) -> URL:
@@ -121,11 +121,12 @@ class RedirectPolicy:
             self.refuse("location", "an unreadable Location")
         if url.scheme not in _DEFAULT_PORTS:
             self.refuse("scheme", f"a {url.scheme or 'scheme-less'}: URL")
-        host, where = _key(url.host), str(url.origin())
+        # The host as aiohttp will connect to it (never decoded into something else).
+        host, where = _key(url.raw_host), str(url.origin())
         if (host, port) not in self._hosts and not (
                 port == _DEFAULT_PORTS[url.scheme] and (host, None) in self._hosts):
             self.refuse("host", where)
-        if self.check_addresses and _literal(host) and forbidden(host):
+        if self._check_addresses and _literal(host) and forbidden(host):
             self.refuse("address", where)
         return url
 
