@@ -4,11 +4,12 @@ Registry clients present a Bearer token from the token service. Scripts that cal
 Harbor's API present Basic credentials (users, ``robot$<project>+<name>`` accounts, OIDC
 CLI secrets): blobgate exchanges them at the token service for a pull token on the
 repository exactly as docker does (``GET <realm>?service=<service>&scope=repository:
-<name>:pull`` with the credentials), then treats that token like any other. Exchanges
-are kept for the token's life, keyed by a SHA-256 of the credentials and the scope
-(never the credentials themselves); refusals for ``refusal_ttl_s``, so the same wrong
-credentials cannot make blobgate ask the token service again and again. Nothing here
-logs a credential.
+<name>:pull`` with the credentials), then treats that token like any other. An exchange
+is kept for ``credentials_ttl_s`` (short: a rotated or revoked secret must stop working
+about as soon as it does at the registry) and never past the token's ``exp``, keyed by a
+SHA-256 of the credentials and the scope (never the credentials themselves); refusals
+for ``refusal_ttl_s``, so the same wrong credentials cannot make blobgate ask the token
+service again and again. Nothing here logs a credential.
 
 Without a repository only a system administrator may ask: in front of Harbor that is
 its ``sysadmin_flag`` (``GET /api/v2.0/users/current`` with the caller's credentials);
@@ -61,12 +62,14 @@ class Callers:
 
     def __init__(
         self, verifier: TokenVerifier, upstream: Upstream, challenge: Challenge, service: str,
-        refusal_ttl_s: float, maxsize: int, clock: Callable[[], float] = time.time,
+        credentials_ttl_s: float, refusal_ttl_s: float, maxsize: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._verifier = verifier
         self._upstream = upstream
         self._challenge = challenge
         self._service = service
+        self._credentials_ttl_s = credentials_ttl_s
         self._refusal_ttl_s = refusal_ttl_s
         self._clock = clock
         self.exchanges: ExpiringCache[bytes, tuple[str | None, float]] = ExpiringCache(
@@ -134,8 +137,10 @@ class Callers:
 
     def _remember(self, key: bytes, token: str | None, grant: Grant | None
                   ) -> tuple[str | None, float]:
-        entry = ((token, grant.expires_at) if token is not None and grant is not None
-                 else (None, self._clock() + self._refusal_ttl_s))
+        now = self._clock()
+        entry = ((token, min(grant.expires_at, now + self._credentials_ttl_s))
+                 if token is not None and grant is not None
+                 else (None, now + self._refusal_ttl_s))
         self.exchanges.put(key, entry)
         return entry
 

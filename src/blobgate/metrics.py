@@ -62,6 +62,7 @@ class Stats:
     upstream_checks: _Histogram = field(default_factory=_Histogram)
     presign_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     fallbacks: Counter[str] = field(default_factory=Counter)
+    refused_redirects: Counter[str] = field(default_factory=Counter)
     audit: Counter[str] = field(default_factory=Counter)
     reloads: Counter[tuple[str, str]] = field(default_factory=Counter)
     reload_healthy: dict[str, int] = field(default_factory=dict)
@@ -130,6 +131,9 @@ class StatsCollector(Collector):
                        ["backend", "reason"], s.presign_failures)
         yield _counter("blobgate_fallbacks", "Blob requests not redirected, by reason.",
                        ["reason"], s.fallbacks)
+        yield _counter("blobgate_refused_redirects",
+                       "Registry redirects the proxy backend would not follow, by reason.",
+                       ["reason"], s.refused_redirects)
         yield _counter("blobgate_audit_records", "Audit records by result.",
                        ["result"], s.audit)
         yield _counter("blobgate_reloads", "Reloads of watched files by file and result.",

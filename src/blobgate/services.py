@@ -132,7 +132,8 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats, lines: Lin
         if cfg.api.enabled and urls is not None:
             challenge = Challenge(cfg.auth.realm, cfg.auth.service, upstream)
             callers = Callers(verifier, upstream, challenge, cfg.auth.service,
-                              cfg.auth.refusal_ttl_s, cfg.auth.token_cache_size)
+                              cfg.api.credentials_ttl_s, cfg.auth.refusal_ttl_s,
+                              cfg.auth.token_cache_size)
             stats.caches["credential_exchange"] = callers.exchanges
             api = UrlApi(blobs, audit, callers, cfg.api.max_batch, cfg.api.concurrency,
                          cfg.api.max_expires_s)

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from blobgate.config import UpstreamConfig
@@ -39,7 +40,7 @@ class Upstream:
         self.stats = stats
         self.base = cfg.url.rstrip("/")
         self.origin = URL(cfg.url).origin()
-        self._check_timeout = aiohttp.ClientTimeout(
+        self.check_timeout = aiohttp.ClientTimeout(
             total=cfg.check_timeout_s, sock_connect=min(cfg.connect_timeout_s,
                                                         cfg.check_timeout_s))
 
@@ -76,18 +77,22 @@ class Upstream:
         feels it, free of the body streaming that relayed requests include."""
         start = time.monotonic()
         try:
-            return await self.request(method, target, timeout=self._check_timeout, **kwargs)
+            return await self.request(method, target, timeout=self.check_timeout, **kwargs)
         finally:
             self.stats.upstream_checks.observe(time.monotonic() - start)
 
     @staticmethod
-    def new_session(cfg: UpstreamConfig) -> aiohttp.ClientSession:
-        """A session configured for transparent proxying (and the upstream's TLS)."""
+    def new_session(
+        cfg: UpstreamConfig, resolver: AbstractResolver | None = None
+    ) -> aiohttp.ClientSession:
+        """A session configured for transparent proxying (and the upstream's TLS), with
+        aiohttp's own resolver unless ``resolver`` is given."""
         https = cfg.url.startswith("https:")
         tls: ssl.SSLContext | bool = client_context(cfg.tls, "upstream.tls") if https else True
         return aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                limit=cfg.max_connections, enable_cleanup_closed=True, ssl=tls
+                limit=cfg.max_connections, enable_cleanup_closed=True, ssl=tls,
+                resolver=resolver,
             ),
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=cfg.connect_timeout_s, sock_read=cfg.timeout_s

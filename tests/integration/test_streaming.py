@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import NoCredentialsError
 
 from blobgate.app import SERVICES
-from blobgate.config import RouteRule, RoutingConfig, S3Config, StorageConfig
+from blobgate.config import ProxyConfig, RouteRule, RoutingConfig, S3Config, StorageConfig
 
 from support.gateway import BUCKET, GatewayFactory, Scrape
 from support.standin import StandIn
@@ -36,6 +36,13 @@ def blob(put_blob: Any, standin: Standin, data: bytes) -> str:
     digest: str = put_blob(data)
     standin[0].blobs[("library/a", digest)] = data
     return digest
+
+
+def storage_on_loopback(standin: Standin) -> ProxyConfig:
+    """The proxy backend allowed to follow the stand-in's redirects to its storage, which
+    is on loopback under the name ``localhost``."""
+    return ProxyConfig(redirect_hosts=(f"localhost:{standin[1].port}",),
+                       allow_private_redirects=True)
 
 
 def auth(signer: Signer, **extra: str) -> dict[str, str]:
@@ -76,10 +83,11 @@ async def test_full_stream_from_s3(
 @pytest.mark.parametrize("backend", ["s3", "proxy"])
 async def test_ranges(
     gateway: GatewayFactory, signer: Signer, blob: str, data: bytes, header: str, first: int,
-    last: int, backend: str, s3_server: Any,
+    last: int, backend: str, s3_server: Any, standin: Standin,
 ) -> None:
     s3 = S3Config(bucket=BUCKET, endpoint_url=s3_server.endpoint_url)
-    client = await gateway(routing=STREAM_ALL, storage=StorageConfig(backend=backend, s3=s3))
+    client = await gateway(routing=STREAM_ALL, storage=StorageConfig(
+        backend=backend, s3=s3, proxy=storage_on_loopback(standin)))
     response = await client.get(f"/v2/library/a/blobs/{blob}",
                                 headers=auth(signer, Range=header), allow_redirects=False)
     assert response.status == 206
@@ -115,7 +123,8 @@ async def test_proxy_backend_follows_the_registry_redirect_without_the_token(
     gateway: GatewayFactory, signer: Signer, blob: str, data: bytes, standin: Standin
 ) -> None:
     standin[0].get_redirects = True
-    client = await gateway(storage=StorageConfig(backend="proxy"))
+    client = await gateway(storage=StorageConfig(backend="proxy",
+                                                 proxy=storage_on_loopback(standin)))
     response = await client.get(f"/v2/library/a/blobs/{blob}", headers=auth(signer),
                                 allow_redirects=False)
     assert response.status == 200

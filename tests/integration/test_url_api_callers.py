@@ -1,11 +1,13 @@
 """Who may ask the URL APIs: Basic credentials exchanged at a token service (counted, so
-caching shows), and the seed endpoint's administrators without a repository, decided
-by the upstream's ``/api/v2.0/users/current`` (a Harbor stand-in)."""
+caching shows; its secrets can be rotated), and the seed endpoint's administrators
+without a repository, decided by the upstream's ``/api/v2.0/users/current`` (a Harbor
+stand-in)."""
 
 from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from blobgate.app import SERVICES
-from blobgate.config import AuthConfig
+from blobgate.config import ApiConfig, AuthConfig
 
 from support.gateway import GatewayFactory, Scrape
 from support.standin import StandIn
@@ -22,7 +24,8 @@ from support.tokens import ISSUER, SERVICE, Signer
 
 Standin = tuple[StandIn, Any]
 NAME = "proj/app"
-USERS = {"robot$proj+ci": "s3cret-robot-password", "viewer": "viewer-password"}
+ROBOT = "robot$proj+ci"
+USERS = {ROBOT: "s3cret-robot-password", "viewer": "viewer-password"}
 GRANTS = {"robot$proj+ci": [NAME]}  # viewer may pull nothing
 
 
@@ -32,22 +35,25 @@ def basic(username: str, password: str) -> dict[str, str]:
 
 
 class TokenService:
-    """A token service that checks Basic credentials and grants by ``GRANTS``."""
+    """A token service that checks Basic credentials against ``users`` (a copy of
+    ``USERS``, changed to rotate a secret) and grants by ``GRANTS`` for ``life_s``."""
 
     def __init__(self, signer: Signer) -> None:
         self.signer, self.requests = signer, 0
+        self.users, self.life_s = dict(USERS), 300
 
     async def token(self, request: web.Request) -> web.Response:
         self.requests += 1
         assert request.query["service"] == SERVICE
         username, _, password = base64.b64decode(
             request.headers.get("Authorization", "Basic Og==")[6:]).decode().partition(":")
-        if USERS.get(username) != password:
+        if self.users.get(username) != password:
             return web.json_response({"errors": [{"code": "UNAUTHORIZED"}]}, status=401)
         wanted = request.query["scope"].split(":")[1]
         allowed = wanted if wanted in GRANTS.get(username, []) else None
-        token = self.signer.token(allowed, sub=username)
-        return web.json_response({"token": token, "access_token": token, "expires_in": 300})
+        token = self.signer.token(allowed, sub=username, exp=int(time.time()) + self.life_s)
+        return web.json_response({"token": token, "access_token": token,
+                                  "expires_in": self.life_s})
 
 
 @pytest.fixture
@@ -59,6 +65,14 @@ async def tokens(signer: Signer) -> AsyncIterator[tuple[TokenService, str]]:
     await server.start_server()
     yield service, str(server.make_url("/service/token"))
     await server.close()
+
+
+def frozen_clock(client: Any) -> list[float]:
+    """Make the gateway's credential exchanges read time from the returned cell."""
+    now = [time.time()]
+    callers = client.server.app[SERVICES].api.callers
+    callers._clock = callers.exchanges._clock = lambda: now[0]
+    return now
 
 
 @pytest.fixture
@@ -73,20 +87,61 @@ def auth(bundle: Any, realm: str) -> AuthConfig:
     return AuthConfig(issuer=ISSUER, service=SERVICE, certificates=str(bundle), realm=realm)
 
 
-async def test_basic_credentials_are_exchanged_once_per_token_life(
+async def test_basic_credentials_are_exchanged_once_per_credentials_ttl(
     gateway: GatewayFactory, tokens: tuple[TokenService, str], bundle: Any, digest: str,
 ) -> None:
     service, realm = tokens
     client = await gateway(auth=auth(bundle, realm))
-    robot = basic("robot$proj+ci", USERS["robot$proj+ci"])
+    robot = basic(ROBOT, USERS[ROBOT])
     for path in (f"/api/v1/blobs/{digest}/url?repository={NAME}",
                  f"/api/v2.0/blobs/{digest}/url?repository={NAME}"):
         response = await client.get(path, headers=robot)
         assert response.status == 200
         assert "url" in await response.json()
-    assert service.requests == 1  # one exchange, kept for the token's life
+    assert service.requests == 1  # one exchange, kept for api.credentials_ttl_s
     keys = client.server.app[SERVICES].api.callers.exchanges._data  # type: ignore[union-attr]
-    assert all(USERS["robot$proj+ci"].encode() not in key for key in keys)
+    assert all(USERS[ROBOT].encode() not in key for key in keys)
+
+
+async def test_a_rotated_secret_stops_getting_urls_within_credentials_ttl(
+    gateway: GatewayFactory, tokens: tuple[TokenService, str], bundle: Any, digest: str,
+) -> None:
+    service, realm = tokens
+    client = await gateway(auth=auth(bundle, realm), api=ApiConfig(credentials_ttl_s=5))
+    now = frozen_clock(client)
+    path = f"/api/v2.0/blobs/{digest}/url?repository={NAME}"
+    old = basic(ROBOT, USERS[ROBOT])
+    assert (await client.get(path, headers=old)).status == 200
+    service.users[ROBOT] = "rotated-robot-password"
+    now[0] += 4.5
+    assert (await client.get(path, headers=old)).status == 200  # the exchange, still kept
+    assert service.requests == 1
+    now[0] += 1
+    refused = await client.get(path, headers=old)
+    assert refused.status == 401
+    assert "url" not in await refused.json()
+    assert service.requests == 2
+    new = await client.get(path, headers=basic(ROBOT, "rotated-robot-password"))
+    assert new.status == 200
+    assert "url" in await new.json()
+
+
+async def test_an_exchange_is_never_kept_past_its_tokens_exp(
+    gateway: GatewayFactory, tokens: tuple[TokenService, str], bundle: Any, digest: str,
+) -> None:
+    service, realm = tokens
+    service.life_s = 60
+    client = await gateway(auth=auth(bundle, realm), api=ApiConfig(credentials_ttl_s=600))
+    now = frozen_clock(client)
+    path = f"/api/v2.0/blobs/{digest}/url?repository={NAME}"
+    robot = basic(ROBOT, USERS[ROBOT])
+    assert (await client.get(path, headers=robot)).status == 200
+    now[0] += 30
+    assert (await client.get(path, headers=robot)).status == 200
+    assert service.requests == 1
+    now[0] += 31  # past the token's exp, well within credentials_ttl_s
+    assert (await client.get(path, headers=robot)).status == 200
+    assert service.requests == 2
 
 
 async def test_wrong_or_insufficient_credentials_get_no_url(
@@ -97,7 +152,7 @@ async def test_wrong_or_insufficient_credentials_get_no_url(
     client = await gateway(auth=auth(bundle, realm))
     path = f"/api/v2.0/blobs/{digest}/url?repository={NAME}"
     for _ in range(3):
-        wrong = await client.get(path, headers=basic("robot$proj+ci", "guess"))
+        wrong = await client.get(path, headers=basic(ROBOT, "guess"))
         assert wrong.status == 401
         assert wrong.headers["WWW-Authenticate"].startswith(f'Bearer realm="{realm}"')
     assert service.requests == 1  # the refusal is remembered: no guessing at its expense

@@ -40,6 +40,7 @@ class StandIn:
     blobs: dict[tuple[str, str], bytes] = field(default_factory=dict)
     head_redirects: bool = True
     get_redirects: bool = False
+    redirect_to: str | None = None  # the Location of those redirects ({digest} filled in)
     requests: list[tuple[str, str]] = field(default_factory=list)
     storage_auth: list[str | None] = field(default_factory=list)
     trickling: set[str] = field(default_factory=set)
@@ -75,15 +76,16 @@ class StandIn:
         if data is None:
             return web.json_response(UNKNOWN, status=404)
         # Like a registry's storage redirect: absolute, to another origin (here the same
-        # server under another name).
-        storage = f"{request.scheme}://localhost:{request.url.port}/storage/"
+        # server under another name), unless told otherwise.
+        storage = self.redirect_to or (
+            f"{request.scheme}://localhost:{request.url.port}/storage/{{digest}}")
         digest = request.match_info["digest"]
         if request.method == "HEAD":
             await asyncio.sleep(self.head_delay_s)
         if request.method == "HEAD" and self.head_redirects:
-            raise web.HTTPTemporaryRedirect(storage + digest)
+            raise web.HTTPTemporaryRedirect(storage.format(digest=digest))
         if request.method == "GET" and self.get_redirects:
-            raise web.HTTPTemporaryRedirect(storage + digest)
+            raise web.HTTPTemporaryRedirect(storage.format(digest=digest))
         return _ranged(request, data)
 
     async def base(self, request: web.Request) -> web.Response:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from blobgate.backends.cloudfront import CDNPresigner, KeyStore
 from blobgate.backends.contract import BlobSource, ObjectStore
-from blobgate.backends.registry import RegistryBlobs
+from blobgate.backends.registry import open_registry
 from blobgate.backends.s3 import open_s3, presign_host
 from blobgate.cache import Presence, URLCache
 from blobgate.config import CDNConfig, Config, StorageConfig
@@ -91,7 +91,8 @@ async def open_storage(
     ``shared`` (the replicas' Redis) when given."""
     storage = cfg.storage
     if storage.backend == "proxy":
-        yield Storage(RegistryBlobs(upstream), None, None, None)
+        async with open_registry(upstream, storage.proxy) as registry:
+            yield Storage(registry, None, None, None)
         return
     async with _open_store(storage) as store:
         presence = Presence(store.stat, storage.missing_ttl_s, storage.url_cache_size)

@@ -2,8 +2,9 @@
 
 For deployments without S3 access (filesystem-backed registries, storage reachable only
 by the registry): blobgate asks the registry with the client's credentials and, when
-the registry redirects to its storage, follows that redirect itself without sending
-the client's ``Authorization`` to the storage host.
+the registry redirects to its storage, follows that one redirect itself, without the
+client's ``Authorization``, on a session of its own whose resolver refuses addresses a
+redirect must not reach, and only where ``redirects.RedirectPolicy`` allows.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import aiohttp
 from yarl import URL
 
 from blobgate.backends.contract import Span
+from blobgate.backends.redirects import ForbiddenAddress, PublicResolver, RedirectPolicy
+from blobgate.config import ProxyConfig
 from blobgate.errors import StorageError
 from blobgate.reference import BlobRef
 from blobgate.upstream import Upstream
@@ -22,11 +25,28 @@ from blobgate.upstream import Upstream
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
+@asynccontextmanager
+async def open_registry(upstream: Upstream, cfg: ProxyConfig) -> AsyncIterator[RegistryBlobs]:
+    """The registry backend, with its session for storage redirects open meanwhile."""
+    resolver = None if cfg.allow_private_redirects else PublicResolver()
+    session = Upstream.new_session(upstream.cfg, resolver)
+    try:
+        yield RegistryBlobs(upstream, session, RedirectPolicy(cfg, upstream.origin,
+                                                              upstream.stats))
+    finally:
+        await session.close()
+        if resolver is not None:
+            await resolver.close()
+
+
 class RegistryBlobs:
     """Blob sizes and bytes fetched from the upstream registry."""
 
-    def __init__(self, upstream: Upstream) -> None:
+    def __init__(self, upstream: Upstream, storage: aiohttp.ClientSession,
+                 policy: RedirectPolicy) -> None:
         self._upstream = upstream
+        self._storage = storage
+        self._policy = policy
 
     async def size(self, ref: BlobRef, authorization: str) -> int:
         async with await self._fetch("HEAD", ref, authorization, {}) as response:
@@ -56,8 +76,21 @@ class RegistryBlobs:
             return response
         location = response.headers.get("Location", "")
         response.release()
-        target = self._upstream.url(path).join(URL(location, encoded=True))
-        return await send(method, target, headers=extra)
+        return await self._follow(method, self._upstream.url(path), location, extra)
+
+    async def _follow(self, method: str, base: URL, location: str, extra: dict[str, str]
+                      ) -> aiohttp.ClientResponse:
+        """The storage's answer at ``location``, not followed any further."""
+        target = self._policy.target(base, location)
+        timeout = self._upstream.check_timeout if method == "HEAD" else self._storage.timeout
+        try:
+            return await self._storage.request(method, target, headers=extra, timeout=timeout,
+                                               allow_redirects=False)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if isinstance(getattr(exc, "os_error", None), ForbiddenAddress):
+                self._policy.refuse("address", str(target.origin()))
+            raise StorageError(f"the registry's storage at {target.origin()} did not answer: "
+                               f"{type(exc).__name__}", type(exc).__name__) from None
 
     async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         # Pieces as they arrive: aiohttp's read buffer already bounds them, and joining

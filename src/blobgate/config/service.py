@@ -212,8 +212,11 @@ class ApiConfig:
     max_batch: int = 100
     concurrency: int = 16
     max_expires_s: int = 7 * 24 * 3600
+    credentials_ttl_s: float = 30.0
 
     def __post_init__(self) -> None:
+        check(0 <= self.credentials_ttl_s <= 600, "credentials_ttl_s",
+              "must be between 0 and 600 (a rotated secret works at most this long)")
         check(1 <= self.max_expires_s <= 7 * 24 * 3600, "max_expires_s",
               "must be between 1 and 604800 (SigV4's 7-day limit)")
         check(1 <= self.max_batch <= 10_000, "max_batch", "must be between 1 and 10000")

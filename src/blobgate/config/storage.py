@@ -1,5 +1,5 @@
-"""Configuration sections for blob bytes: S3, Azure Blob, GCS, the CDN, and
-redirect-or-stream routing."""
+"""Configuration sections for blob bytes: S3, Azure Blob, GCS, the CDN, the registry
+as origin, and redirect-or-stream routing."""
 
 from __future__ import annotations
 
@@ -127,6 +127,27 @@ class CDNConfig:
         _check_expires(self.expires_s)
 
 
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Where ``storage.backend: proxy`` may follow the registry's storage redirect: the
+    registry's own host and ``redirect_hosts`` (``host`` for its standard ports, or
+    ``host:port``), never a loopback, link-local, unspecified, multicast or reserved
+    address unless ``allow_private_redirects`` (storage on loopback in a test stack)."""
+
+    redirect_hosts: tuple[str, ...] = ()
+    allow_private_redirects: bool = False
+
+    def __post_init__(self) -> None:
+        for entry in self.redirect_hosts:
+            match = _HOST_PORT.fullmatch(entry)
+            port = int(match[2][1:]) if match is not None and match[2] else None
+            check(match is not None and (port is None or 1 <= port <= 65535),
+                  "redirect_hosts", f"{entry!r} is not a host name or host:port")
+
+
 BACKENDS = ("s3", "azure", "gcs", "proxy")
 
 
@@ -143,6 +164,7 @@ class StorageConfig:
     azure: AzureConfig = field(default_factory=AzureConfig)
     gcs: GCSConfig = field(default_factory=GCSConfig)
     cdn: CDNConfig = field(default_factory=CDNConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
     def __post_init__(self) -> None:
         check(self.backend in BACKENDS, "backend",
