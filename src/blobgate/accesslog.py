@@ -7,6 +7,8 @@ is done. Lines are encoded here from fields blobgate built, not through ``loggin
 so only the path is redacted, and it is logged without its query (upload-session state
 lives there). With the audit trail in the log (``audit.sink: log``), a blob request's
 audit line carries its access line's fields and stands in for it: one line per request.
+Each line names the ``client`` blobgate decided on (behind a trusted proxy, the address
+``X-Forwarded-For`` gives; what routing uses) and the TCP ``peer``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from blobgate.audit import AUDIT, AuditRecord, LogAudit
 from blobgate.logs import STDERR, LineWriter, encode
 from blobgate.metrics import STATS, Stats
 from blobgate.redact import redact
+from blobgate.routing import TRUSTED, Address, forwarded_client, parse_address
 
 LINES = web.AppKey("lines", LineWriter)
 ACCESS_LOGGER = "blobgate.access"
@@ -58,8 +61,9 @@ class AccessLogger(AbstractAccessLogger):
     Use ``AccessLogger.bound(app)``: requests carry no application (they are served by
     aiohttp's low-level server), and aiohttp calls the hook also for requests it refused
     before any handler ran, which must be counted too. aiohttp makes one hook per
-    connection, so per-connection facts (the client's address, whether lines are on)
-    are settled here once.
+    connection, so per-connection facts (the peer's address, whether it is a trusted
+    proxy, whether lines are on) are settled here once; only a trusted proxy's requests
+    name clients of their own.
     """
 
     app: ClassVar[web.Application | None] = None
@@ -76,7 +80,8 @@ class AccessLogger(AbstractAccessLogger):
         self._audit_lines = audit if isinstance(audit, LogAudit) else None
         self._audit = None if self._audit_lines is not None else audit
         self._lines = STDERR if app is None else app[LINES]
-        self._client: str | None = None
+        self._trusted = () if app is None else app.get(TRUSTED, ())
+        self._peer: tuple[str | None, Address | None, str | None] | None = None
 
     @classmethod
     def bound(cls, app: web.Application, access_lines: bool = True) -> type[AccessLogger]:
@@ -116,9 +121,7 @@ class AccessLogger(AbstractAccessLogger):
         path = request.raw_path.partition("?")[0]
         if info.digest is None or info.route != "blob" or not path.startswith("/v2/"):
             path = redact(path[:2000])
-        client = self._client
-        if client is None:  # one peer per connection
-            client = self._client = request.remote
+        client, peer = self._addresses(request)
         return {
             "ts": int(now * 1000) / 1000,
             "level": "info",
@@ -135,10 +138,24 @@ class AccessLogger(AbstractAccessLogger):
             "bytes": response.body_length,
             "duration_ms": int(time_s * 1_000_000) / 1000,
             "client": client,
+            "peer": peer,
         }
+
+    def _addresses(self, request: web.BaseRequest) -> tuple[str | None, str | None]:
+        """The client blobgate decided on (as routing does) and the TCP peer, as text."""
+        if self._peer is None:  # one peer per connection
+            address = parse_address(request.remote)
+            text = request.remote if address is None else str(address)
+            self._peer = (request.remote, address, text)
+        peer, address, text = self._peer
+        client = forwarded_client(address, request, self._trusted)
+        if client is address:
+            return text, peer
+        return None if client is None else str(client), peer
 
     def _record(self, request: web.BaseRequest, response: web.StreamResponse,
                 info: RequestInfo) -> AuditRecord:
+        client, peer = self._addresses(request)
         return AuditRecord(
             at=datetime.now(UTC),
             user_name=info.user or "",
@@ -147,5 +164,6 @@ class AccessLogger(AbstractAccessLogger):
             method=request.method,
             outcome=info.outcome,
             status=response.status,
-            client=request.remote or "",
+            client=client or "",
+            peer=peer or "",
         )

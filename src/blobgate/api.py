@@ -39,6 +39,7 @@ from blobgate.errors import (
 )
 from blobgate.gate import REFUSED, Denied, Pull
 from blobgate.reference import BlobRef, Digest, parse_blob, parse_digest, parse_name
+from blobgate.routing import client_address
 
 URL_PATH = re.compile(r"/api/(v1|v2\.0)/blobs/([^/]+)/url")
 BATCH_PATH = "/api/v1/blobs/urls"
@@ -209,10 +210,11 @@ class UrlApi:
             raise StorageUnavailable("storage unavailable", {"reason": exc.reason}) from None
         info = info_of(request)
         info.outcome = "url"
+        client = client_address(request, self.blobs.policy.trusted)
         self.audit.submit(AuditRecord(
             at=datetime.now(UTC), user_name=info.user or "", repository=repository,
             digest=str(digest), method=request.method, outcome="url", status=200,
-            client=request.remote or "",
+            client="" if client is None else str(client), peer=request.remote or "",
         ))
         expires = datetime.fromtimestamp(signed.expires_at, UTC).isoformat(timespec="seconds")
         return {"digest": str(digest), "url": signed.url, "size": size,

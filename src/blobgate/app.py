@@ -30,6 +30,7 @@ from blobgate.logs import STDERR, LineWriter
 from blobgate.metrics import STATS, Stats
 from blobgate.proxy import forward, request_target
 from blobgate.reference import BlobRef, blob_path, parse_blob
+from blobgate.routing import TRUSTED
 from blobgate.services import Services, open_services
 from blobgate.warmup import MANIFEST_PATH
 
@@ -69,6 +70,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     async with open_services(app[CONFIG], app[KEYS], app[STATS], app[LINES]) as services:
         app[SERVICES] = services
         app[AUDIT] = services.audit  # read by the access-log hook
+        app[TRUSTED] = services.blobs.policy.trusted  # so is this
         yield
 
 

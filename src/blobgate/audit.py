@@ -1,5 +1,10 @@
 """The audit trail of blob access: who read which blob of which repository, when, from where.
 
+``client`` is the address blobgate decided the request came from (the one routing uses:
+the first untrusted hop of ``X-Forwarded-For`` when the peer is one of
+``routing.trusted_proxies``, else the peer), ``peer`` the TCP peer itself (an ingress pod
+behind a proxy).
+
 ``LogAudit`` writes each record as a JSON line (logger ``blobgate.audit``); a blob
 request's line also carries the request's access-line fields and is its only line.
 ``PostgresAudit`` queues records in a bounded queue and writes them in batches with
@@ -48,11 +53,12 @@ class AuditRecord:
     outcome: str
     status: int
     client: str
+    peer: str
 
-    def row(self) -> tuple[datetime, str, str, str, str, str, int, str]:
+    def row(self) -> tuple[datetime, str, str, str, str, str, int, str, str]:
         """The record as a table row, in ``COLUMNS`` order (no deep copy, unlike astuple)."""
         return (self.at, self.user_name, self.repository, self.digest, self.method,
-                self.outcome, self.status, self.client)
+                self.outcome, self.status, self.client, self.peer)
 
 
 COLUMNS = tuple(f.name for f in fields(AuditRecord))
@@ -65,8 +71,10 @@ CREATE TABLE IF NOT EXISTS {table} (
     method text NOT NULL,
     outcome text NOT NULL,
     status integer NOT NULL,
-    client text NOT NULL
-)
+    client text NOT NULL,
+    peer text NOT NULL DEFAULT ''
+);
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS peer text NOT NULL DEFAULT ''
 """
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from blobgate import __version__, logs, server, tls
+from blobgate.admin import AdminToken
 from blobgate.app import check_presign_host, load_keys
 from blobgate.config import Config, load
 from blobgate.db import check_password_files
@@ -34,6 +35,8 @@ def _checked(cfg: Config) -> TrustedKeys:
     check_presign_host(cfg)
     tls.check_files(cfg)
     check_password_files(cfg)
+    if cfg.admin.enabled:
+        AdminToken.from_config(cfg.admin)  # a token file that holds no token stops start-up
     return keys
 
 

@@ -1,5 +1,5 @@
-"""The private listener: Prometheus ``/metrics``, liveness ``/healthz``, readiness
-``/readyz``, and ``POST /admin/cache/flush``.
+"""The private listener: Prometheus ``/metrics``, liveness ``/healthz`` and readiness
+``/readyz``, none of which changes anything (the admin endpoints are ``admin``'s).
 
 It runs on its own port so none of it is exposed where clients pull from. Readiness
 asks what a pull needs: trusted signing keys, working URL signing (the storage
@@ -86,14 +86,6 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def flush(request: web.Request) -> web.Response:
-    """Drop every cached token, membership answer and URL (admin, private listener only)."""
-    services = request.app[GATEWAY].get(SERVICES)
-    if services is None:
-        return web.json_response({"status": "starting"}, status=503)
-    return web.json_response({"flushed": await services.replicas.flush()})
-
-
 def create_metrics_app(gateway: web.Application) -> web.Application:
     """The private app for ``gateway``: metrics of its ``Stats`` and its probes."""
     registry = CollectorRegistry()
@@ -105,5 +97,4 @@ def create_metrics_app(gateway: web.Application) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_post("/admin/cache/flush", flush)
     return app

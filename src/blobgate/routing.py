@@ -21,6 +21,8 @@ from blobgate.config import RouteRule, RoutingConfig
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+TRUSTED = web.AppKey("trusted_proxies", tuple[Network, ...])
+"""The gateway's ``routing.trusted_proxies``, for the request lines (set at start-up)."""
 
 
 def parse_address(text: str | None) -> Address | None:
@@ -46,7 +48,15 @@ def in_networks(address: Address | None, networks: Sequence[Network]) -> bool:
 
 def client_address(request: web.BaseRequest, trusted: Sequence[Network]) -> Address | None:
     """The client's address: the peer, or the first untrusted hop of X-Forwarded-For."""
-    address = parse_address(request.remote)
+    return forwarded_client(parse_address(request.remote), request, trusted)
+
+
+def forwarded_client(peer: Address | None, request: web.BaseRequest,
+                     trusted: Sequence[Network]) -> Address | None:
+    """``peer``, or, while the address at hand is a trusted proxy, the hop it names."""
+    address = peer
+    if not in_networks(address, trusted):
+        return address
     hops = [h for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")]
     while hops and in_networks(address, trusted):
         address = parse_address(hops.pop())

@@ -1,7 +1,8 @@
 """Running the gateway: listeners, worker processes, event loop, and shutdown.
 
 With ``server.workers: N`` the parent forks N processes that share the public port
-(SO_REUSEPORT); worker ``i`` serves its own metrics on ``metrics.port + i``. The event
+(SO_REUSEPORT); worker ``i`` serves its own metrics on ``metrics.port + i`` and its admin
+endpoints on ``admin.port + i``. The event
 loop is asyncio's own, or uvloop's with ``server.event_loop: uvloop``. On
 SIGTERM or SIGINT each worker stops accepting connections, gives in-flight requests up
 to ``server.shutdown_grace_s`` to finish, closes its clients (flushing what they hold)
@@ -17,10 +18,12 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 
 from blobgate.accesslog import LINES, AccessLogger
+from blobgate.admin import AdminToken, create_admin_app
 from blobgate.app import GatewayRunner, create_app
 from blobgate.config import Config, ServerTLSConfig
 from blobgate.health import create_metrics_app
@@ -46,17 +49,44 @@ async def _start(
                       backlog=backlog).start()
 
 
+def _watch(name: str, paths: list[Path], apply: Callable[[], None], interval_s: float,
+           stats: Stats, tasks: list[asyncio.Task[None]]) -> None:
+    """Reload ``paths`` with ``apply`` when they change (every ``interval_s``; 0: never)."""
+    if interval_s > 0:
+        watcher = FileWatcher(name, paths, apply, stats, interval_s)
+        tasks.append(asyncio.create_task(watcher.run()))
+
+
 def _served(cfg: ServerTLSConfig, key: str, stats: Stats, tasks: list[asyncio.Task[None]]
             ) -> ServedCertificate | None:
     """The listener's certificate, watched for rotation, or ``None`` for plain HTTP."""
     if not cfg.enabled:
         return None
     served = ServedCertificate(cfg, key)
-    if cfg.reload_interval_s > 0:
-        watcher = FileWatcher(key.replace(".", "_"), served.paths, served.reload, stats,
-                              cfg.reload_interval_s)
-        tasks.append(asyncio.create_task(watcher.run()))
+    _watch(key.replace(".", "_"), served.paths, served.reload, cfg.reload_interval_s, stats,
+           tasks)
     return served
+
+
+async def _start_private(cfg: Config, gateway: web.Application, worker: int,
+                         runners: list[web.BaseRunner], tasks: list[asyncio.Task[None]]
+                         ) -> None:
+    """The metrics listener and the admin listener of ``worker``, as configured."""
+    stats = gateway[STATS]
+    if cfg.metrics.enabled:
+        metrics = web.AppRunner(create_metrics_app(gateway), access_log=None)
+        runners.append(metrics)
+        tls = _served(cfg.metrics.tls, "metrics.tls", stats, tasks)
+        await _start(metrics, cfg.metrics.host, cfg.metrics.port + worker, tls)
+    if cfg.admin.enabled:
+        token = AdminToken.from_config(cfg.admin)
+        if token.path is not None:
+            _watch("admin_token", [token.path], token.reload, cfg.admin.reload_interval_s,
+                   stats, tasks)
+        admin = web.AppRunner(create_admin_app(gateway, token), access_log=None)
+        runners.append(admin)
+        tls = _served(cfg.admin.tls, "admin.tls", stats, tasks)
+        await _start(admin, cfg.admin.host, cfg.admin.port + worker, tls)
 
 
 async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
@@ -91,11 +121,7 @@ async def run(cfg: Config, keys: TrustedKeys, worker: int = 0) -> None:
         # collection, rare under steady load, then stalls the loop for well under a
         # millisecond instead of 40-60 ms (measured in-process).
         gc.freeze()
-        if cfg.metrics.enabled:
-            metrics = web.AppRunner(create_metrics_app(gateway), access_log=None)
-            runners.append(metrics)
-            metrics_tls = _served(cfg.metrics.tls, "metrics.tls", stats, watchers)
-            await _start(metrics, cfg.metrics.host, cfg.metrics.port + worker, metrics_tls)
+        await _start_private(cfg, gateway, worker, runners, watchers)
         log.info("serving on %s:%d, upstream %s", cfg.server.host, cfg.server.port,
                  cfg.upstream.url)
         await stop.wait()

@@ -66,7 +66,8 @@ def client_context(cfg: ClientTLSConfig, key: str) -> ssl.SSLContext:
 
 def check_files(cfg: Config) -> None:
     """Load every configured TLS file once, so bad ones fail ``check-config`` and start-up."""
-    for tls, key in ((cfg.server.tls, "server.tls"), (cfg.metrics.tls, "metrics.tls")):
+    for tls, key in ((cfg.server.tls, "server.tls"), (cfg.metrics.tls, "metrics.tls"),
+                     (cfg.admin.tls, "admin.tls")):
         if tls.enabled:
             ServedCertificate(tls, key)
     if cfg.upstream.url.startswith("https:"):

@@ -256,6 +256,7 @@ def test_image_serves_and_passes_its_healthcheck(
         BLOBGATE_AUTH_CERTIFICATES=str(write_signing_files(tmp_path).cert_path),
         BLOBGATE_SERVER_HOST="127.0.0.1", BLOBGATE_SERVER_PORT=str(http_port),
         BLOBGATE_METRICS_HOST="127.0.0.1", BLOBGATE_METRICS_PORT=str(metrics_port),
+        BLOBGATE_ADMIN_PORT=str(_free_port()),
         BLOBGATE_UPSTREAM_URL=f"http://127.0.0.1:{_free_port()}",
         BLOBGATE_SERVER_SHUTDOWN_GRACE_S="1",
         AWS_ACCESS_KEY_ID="AKIAEXAMPLE", AWS_SECRET_ACCESS_KEY="example",

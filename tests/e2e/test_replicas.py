@@ -36,6 +36,7 @@ pytestmark = pytest.mark.e2e
 
 
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json"
+ADMIN_TOKEN = secrets.token_urlsafe(24)
 
 
 def request(url: str, token: str | None = None, method: str = "GET") -> tuple[int, str]:
@@ -91,6 +92,9 @@ def replicas(stack: Stack, workdir: Path, redis_url: str,
     """Two blobgates in front of the stack's registry sharing ``redis_url``."""
     config = gateway_config(stack)
     config["redis"] = {"url": redis_url, "key_prefix": f"t{secrets.token_hex(4)}:"}
+    token_file = workdir / "admin-token"
+    token_file.write_text(ADMIN_TOKEN)
+    config["admin"] = {"token_file": str(token_file)}
     started: list[GatewayProcess] = []
     try:
         for name in ("a", "b"):
@@ -168,7 +172,8 @@ def test_a_flush_on_a_empties_b(
         for blob in small.blobs:
             assert request(f"{b.url}/v2/replicas/app/blobs/{blob.digest}", token)[0] == 307
         assert metrics(b)['blobgate_cache_entries{cache="membership"}'] == len(small.blobs)
-        flushed = urllib.request.Request(f"{a.metrics_url()}/admin/cache/flush", method="POST")
+        flushed = urllib.request.Request(f"{a.admin_url()}/admin/cache/flush", method="POST",
+                                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
         with urllib.request.urlopen(flushed, timeout=10) as response:
             assert response.status == 200
         eventually(lambda: metrics(b)['blobgate_cache_entries{cache="membership"}'] == 0, 1.0)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,7 +24,6 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from blobgate.config import Config, load
 from blobgate.devstack.gateway import merged  # Helm merges values the same way
 from blobgate.devstack.pki import write_signing_files
 
@@ -40,6 +38,8 @@ from support.helm import (
     Rendered,
     Schemas,
     leaves,
+    load_rendered,
+    load_text,
 )
 
 TOKEN_DIR = "/etc/blobgate/token"
@@ -201,15 +201,16 @@ def test_probes_use_the_metrics_listener(request: pytest.FixtureRequest, scenari
     container = rendered.container
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     config = yaml.safe_load(rendered.config_text)
-    assert ports == {"http": config["server"]["port"], "metrics": config["metrics"]["port"]}
-    assert ports == {"http": 5080, "metrics": 9102}
+    assert ports == {"http": config["server"]["port"], "metrics": config["metrics"]["port"],
+                     "admin": config["admin"]["port"]}
+    assert ports == {"http": 5080, "metrics": 9102, "admin": 9103}
     assert config["metrics"]["enabled"] is True
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
 
-    service = rendered.one("Service")
+    service = rendered.one("Service", "blobgate")
     assert {(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
-        ("http", 5080, "http"), ("metrics", 9102, "metrics")}
+        ("http", 5080, "http")}  # registry traffic only: metrics have a Service of their own
     pod_labels = rendered.deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
     assert container["args"] == ["serve", "--config", "/etc/blobgate/config/blobgate.yaml"]
@@ -364,17 +365,6 @@ def test_s3_credentials_from_an_existing_secret(harbor: Rendered) -> None:
 
 
 # --- blobgate.yaml -----------------------------------------------------------------------
-
-
-def load_rendered(rendered: Rendered, environ: dict[str, str]) -> Config:
-    return load_text(rendered.config_text, environ)
-
-
-def load_text(text: str, environ: dict[str, str]) -> Config:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "blobgate.yaml"
-        path.write_text(text)
-        return load(path, environ=environ)
 
 
 def expected_config(values: dict[str, Any], derived: dict[str, Any]) -> str:
@@ -596,10 +586,12 @@ def test_autoscaler_and_budget_target_the_deployment(everything: Rendered) -> No
 
 def test_service_monitor_scrapes_the_metrics_port(harbor: Rendered) -> None:
     monitor = harbor.one("ServiceMonitor")
-    service = harbor.one("Service")
+    service = harbor.one("Service", "blobgate-metrics")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= (
-        service["metadata"]["labels"].items())
+    selects = monitor["spec"]["selector"]["matchLabels"].items()
+    assert [s["metadata"]["name"] for s in harbor.all("Service")
+            if selects <= s["metadata"]["labels"].items()] == ["blobgate-metrics"]
+    assert service["spec"]["type"] == "ClusterIP"
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["harbor"]}
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["path"] == "/metrics"
@@ -623,7 +615,14 @@ DNS_RULE = {
             "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
     "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
 }
-S3_RULE = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443, "protocol": "TCP"}]}
+PUBLIC = {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12",
+                                         "192.168.0.0/16", "169.254.0.0/16"]}
+STORAGE_RULE = {"to": [{"ipBlock": PUBLIC}], "ports": [{"port": 443, "protocol": "TCP"}]}
+ANY_BUT_METADATA = [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}}]
+
+
+def namespace(name: str) -> list[dict[str, Any]]:
+    return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}]
 
 
 def harbor_pods(component: str) -> list[dict[str, Any]]:
@@ -636,17 +635,18 @@ def test_network_policy_opens_the_container_ports(everything: Rendered) -> None:
     ports = {p["name"] for p in everything.container["ports"]}
     assert policy["podSelector"]["matchLabels"] == (
         everything.deployment["spec"]["selector"]["matchLabels"])
-    assert {p["port"] for rule in policy["ingress"] for p in rule["ports"]} == ports
+    assert {p["port"] for rule in policy["ingress"] for p in rule["ports"]} == ports - {"admin"}
     assert policy["ingress"][0]["from"] == EVERYTHING["networkPolicy"]["httpFrom"]
     assert policy["ingress"][1]["from"] == EVERYTHING["networkPolicy"]["metricsFrom"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     egress = EVERYTHING["networkPolicy"]["egress"]
     assert policy["egress"] == [
         DNS_RULE,
-        {"ports": [{"port": 5000, "protocol": "TCP"}]},  # config.upstream.url's port, anywhere
+        {"to": namespace("registry"),  # config.upstream.url: registry.registry.svc:5000
+         "ports": [{"port": 5000, "protocol": "TCP"}]},
         {"to": egress["database"]["to"], "ports": [{"port": 5432, "protocol": "TCP"}]},
         {"to": egress["redis"]["to"], "ports": [{"port": 6379, "protocol": "TCP"}]},
-        S3_RULE,
+        STORAGE_RULE,
         *egress["extra"],
     ]
 
@@ -654,7 +654,11 @@ def test_network_policy_opens_the_container_ports(everything: Rendered) -> None:
 def test_network_policy_is_on_by_default(default: Rendered) -> None:
     policy = default.one("NetworkPolicy")["spec"]
     assert "from" not in policy["ingress"][0]
-    assert policy["egress"] == [DNS_RULE, {"ports": [{"port": 80, "protocol": "TCP"}]}, S3_RULE]
+    assert policy["egress"] == [
+        DNS_RULE,
+        {"to": [{"podSelector": {}}], "ports": [{"port": 80, "protocol": "TCP"}]},  # harbor-core
+        STORAGE_RULE,
+    ]
 
 
 def test_harbor_egress_goes_to_harbor_pods(harbor: Rendered) -> None:
@@ -663,7 +667,7 @@ def test_harbor_egress_goes_to_harbor_pods(harbor: Rendered) -> None:
         {"to": harbor_pods("core"), "ports": [{"port": 8080, "protocol": "TCP"}]},
         {"to": harbor_pods("database"), "ports": [{"port": 5432, "protocol": "TCP"}]},
         {"to": harbor_pods("redis"), "ports": [{"port": 6379, "protocol": "TCP"}]},
-        S3_RULE,
+        STORAGE_RULE,
     ]
 
 
@@ -673,7 +677,7 @@ def test_harbor_egress_goes_to_harbor_pods(harbor: Rendered) -> None:
         ({"harbor": {"internalTLS": True}},
          {"to": harbor_pods("core"), "ports": [{"port": 8443, "protocol": "TCP"}]}),
         ({"config": {"upstream": {"url": "https://registry.example.com"}}},
-         {"ports": [{"port": 443, "protocol": "TCP"}]}),
+         {"to": ANY_BUT_METADATA, "ports": [{"port": 443, "protocol": "TCP"}]}),
         ({"networkPolicy": {"egress": {"upstream": {"to": harbor_pods("nginx"),
                                                     "ports": [{"port": 8080}]}}}},
          {"to": harbor_pods("nginx"), "ports": [{"port": 8080}]}),
@@ -687,16 +691,27 @@ def test_upstream_egress_follows_the_upstream(
     assert rendered.one("NetworkPolicy")["spec"]["egress"][1] == upstream
 
 
-def test_database_egress_opens_when_the_audit_database_is_not_named(chart: Chart) -> None:
+def test_database_egress_goes_to_each_database_in_use(chart: Chart) -> None:
     values = {"config": {"audit": {"sink": "postgres", "dsn": AUDIT_DSN}}}
     rendered = chart.render([HARBOR_VALUES], values, namespace="harbor")
     assert rendered.one("NetworkPolicy")["spec"]["egress"][2] == {
+        "to": harbor_pods("database") + namespace("registry"),  # audit-db.registry.svc
         "ports": [{"port": 5432, "protocol": "TCP"}]}
 
 
-def test_redis_egress_opens_when_the_config_names_a_redis(chart: Chart) -> None:
-    rendered = chart.render(values={"config": {"redis": {"url": "redis://harbor-redis:6379/5"}}})
-    assert {"ports": [{"port": 6379, "protocol": "TCP"}]} in (
+@pytest.mark.parametrize(
+    ("redis", "peers"),
+    [({"url": "redis://harbor-redis:6379/5"}, [{"podSelector": {}}]),
+     ({"url": "rediss://10.4.0.7:6380/0"}, [{"ipBlock": {"cidr": "10.4.0.7/32"}}]),
+     ({"sentinels": ["sentinel.redis.svc.cluster.local:26379", "redis.example.com:26379"]},
+      namespace("redis") + ANY_BUT_METADATA)],
+    ids=["this-namespace", "address", "sentinels"],
+)
+def test_redis_egress_goes_where_the_config_names_redis(
+    chart: Chart, redis: dict[str, Any], peers: list[dict[str, Any]]
+) -> None:
+    rendered = chart.render(values={"config": {"redis": redis}})
+    assert {"to": peers, "ports": [{"port": 6379, "protocol": "TCP"}]} in (
         rendered.one("NetworkPolicy")["spec"]["egress"])
 
 
@@ -712,7 +727,7 @@ def test_ingress_routes_registry_traffic_to_blobgate(
     request: pytest.FixtureRequest, scenario: str
 ) -> None:
     rendered: Rendered = request.getfixturevalue(scenario)
-    service = rendered.one("Service")
+    service = rendered.one("Service", "blobgate")
     [rule] = rendered.one("Ingress")["spec"]["rules"]
     for path in rule["http"]["paths"]:
         assert path["path"].startswith("/v2/")

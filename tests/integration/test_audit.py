@@ -1,5 +1,6 @@
 """The audit trail against a real PostgreSQL: rows per pull, drops when the database
-vanishes (pulls unaffected), and a flush of queued rows on shutdown."""
+vanishes (pulls unaffected), a flush of queued rows on shutdown, and the client each
+record names: the forwarded address behind a trusted proxy, the peer otherwise."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from blobgate.config import AuditConfig
+from blobgate.config import AuditConfig, RoutingConfig
 
 from support.gateway import GatewayFactory, Scrape
 from support.lines import ACCESS_KEYS, BLOB_AUDIT_KEYS, Lines
@@ -73,7 +74,7 @@ async def test_each_pull_writes_a_row(
     assert {r["repository"] for r in written} == {"library/a"}
     assert {r["digest"] for r in written} == {blob}
     assert [r["status"] for r in written] == [307, 307, 307, 401]
-    assert written[0]["client"] == "127.0.0.1"
+    assert (written[0]["client"], written[0]["peer"]) == ("127.0.0.1", "127.0.0.1")
 
 
 async def test_database_gone_mid_run_drops_are_counted_and_pulls_succeed(
@@ -140,9 +141,87 @@ async def test_log_sink_writes_one_json_line_per_blob_request(
     assert (entry["user_name"], entry["user"]) == ("dave", "dave")
     assert (entry["repository"], entry["digest"]) == ("library/a", blob)
     assert (entry["method"], entry["outcome"], entry["status"]) == ("GET", "redirect", 307)
-    assert entry["client"] == "127.0.0.1"
+    assert (entry["client"], entry["peer"]) == ("127.0.0.1", "127.0.0.1")
     assert entry["path"] == f"/v2/library/a/blobs/{blob}"
     assert entry["route"] == "blob"
     assert datetime.fromisoformat(entry["at"]).tzinfo is not None
     assert set(entry) == BLOB_AUDIT_KEYS
     assert set(access[0]) == ACCESS_KEYS
+
+
+BEHIND_INGRESS = RoutingConfig(trusted_proxies=("127.0.0.0/8",))
+
+
+def forwarded(token: str, chain: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "X-Forwarded-For": chain}
+
+
+async def test_behind_a_trusted_proxy_lines_name_the_forwarded_client(
+    gateway: GatewayFactory, signer: Signer, blob: str, caplog: pytest.LogCaptureFixture,
+    lines: Lines,
+) -> None:
+    client = await gateway(routing=BEHIND_INGRESS)
+    token = signer.token("library/a")
+    with caplog.at_level("INFO"):  # one connection, requests from several clients
+        await client.get(f"/v2/library/a/blobs/{blob}", allow_redirects=False,
+                         headers=forwarded(token, "203.0.113.9"))
+        await client.get(f"/v2/library/a/blobs/{blob}", allow_redirects=False,
+                         headers=forwarded(token, "198.51.100.7, 203.0.113.10, 127.0.0.5"))
+        await client.get("/v2/", headers=forwarded(token, "2001:db8::7"))
+        await client.get(f"/api/v1/blobs/{blob}/url?repository=library/a",
+                         headers=forwarded(token, "203.0.113.11"))
+    requests = [e for e in lines.entries() if "path" in e]
+    assert [(e["client"], e["peer"]) for e in requests] == [
+        ("203.0.113.9", "127.0.0.1"),
+        ("203.0.113.10", "127.0.0.1"),  # the first hop no trusted proxy vouches for
+        ("2001:db8::7", "127.0.0.1"),
+        ("203.0.113.11", "127.0.0.1"),
+    ]
+    (url_record,) = [e for e in lines.entries("blobgate.audit") if "path" not in e]
+    assert (url_record["client"], url_record["peer"]) == ("203.0.113.11", "127.0.0.1")
+
+
+async def test_a_forged_forwarded_for_from_an_untrusted_peer_is_ignored(
+    gateway: GatewayFactory, signer: Signer, blob: str, caplog: pytest.LogCaptureFixture,
+    lines: Lines,
+) -> None:
+    client = await gateway(routing=RoutingConfig(trusted_proxies=("10.0.0.0/8",)))
+    token = signer.token("library/a")
+    with caplog.at_level("INFO"):
+        await client.get(f"/v2/library/a/blobs/{blob}", allow_redirects=False,
+                         headers=forwarded(token, "203.0.113.9"))
+        await client.get(f"/api/v1/blobs/{blob}/url?repository=library/a",
+                         headers=forwarded(token, "203.0.113.9"))
+    entries = lines.entries("blobgate.audit")
+    assert len(entries) == 2
+    assert {(e["client"], e["peer"]) for e in entries} == {("127.0.0.1", "127.0.0.1")}
+    assert "203.0.113.9" not in lines.text()
+
+
+async def test_postgres_rows_name_client_and_peer_in_an_older_table(
+    gateway: GatewayFactory, pg_dsn: str, signer: Signer, blob: str
+) -> None:
+    table = "audit_peer"
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # the table as blobgate created it before the peer column
+        await conn.execute(f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} ("
+                           "at timestamptz NOT NULL, user_name text NOT NULL, repository text "
+                           "NOT NULL, digest text NOT NULL, method text NOT NULL, outcome text "
+                           "NOT NULL, status integer NOT NULL, client text NOT NULL)")
+        await conn.execute(f"INSERT INTO {table} VALUES (now(), 'old', 'library/a', "  # noqa: S608
+                           "'sha256:0', 'GET', 'redirect', 307, '10.1.2.3')")
+    finally:
+        await conn.close()
+    client = await gateway(routing=BEHIND_INGRESS, audit=AuditConfig(
+        sink="postgres", dsn=pg_dsn, table=table, flush_interval_s=0.05))
+    response = await client.get(f"/v2/library/a/blobs/{blob}", allow_redirects=False,
+                                headers=forwarded(signer.token("library/a"), "203.0.113.9"))
+    assert response.status == 307
+
+    async def two() -> bool:
+        return len(await rows(pg_dsn, table)) == 2
+
+    await eventually(two)
+    old, new = await rows(pg_dsn, table)
+    assert (old["client"], old["peer"]) == ("10.1.2.3", "")
+    assert (new["client"], new["peer"]) == ("203.0.113.9", "127.0.0.1")

@@ -242,20 +242,25 @@ async def test_delete_invalidates_membership_and_urls(
 
 
 async def test_admin_flush_drops_everything(
-    gateway: GatewayFactory, signer: Signer, blobs: dict[str, bytes], standin: Standin
+    gateway: GatewayFactory, signer: Signer, blobs: dict[str, bytes], standin: Standin,
+    tmp_path: Path,
 ) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from blobgate.health import create_metrics_app
+    from blobgate.admin import AdminToken, create_admin_app
 
     client = await gateway()
     digest = next(iter(blobs))
     path = f"/v2/library/a/blobs/{digest}"
     await client.get(path, headers=bearer(signer), allow_redirects=False)
-    admin = TestClient(TestServer(create_metrics_app(client.server.app)))
+    token_file = tmp_path / "admin-token"
+    token_file.write_text("flush-token-0123456789\n")
+    admin = TestClient(TestServer(create_admin_app(client.server.app, AdminToken(token_file))))
     await admin.start_server()
     try:
-        flushed = await (await admin.post("/admin/cache/flush")).json()
+        answer = await admin.post("/admin/cache/flush",
+                                  headers={"Authorization": "Bearer flush-token-0123456789"})
+        flushed = await answer.json()
     finally:
         await admin.close()
     assert flushed["flushed"]["membership"] == 1

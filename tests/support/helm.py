@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+
+from blobgate.config import Config, load
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "blobgate"
@@ -196,6 +199,19 @@ class Chart:
             raise HelmFailed(result.stderr)
         text: str = yaml.safe_load(result.stdout)["data"]["notes"]
         return text
+
+
+def load_text(text: str, environ: dict[str, str]) -> Config:
+    """blobgate's configuration from the text of a blobgate.yaml."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "blobgate.yaml"
+        path.write_text(text)
+        return load(path, environ=environ)
+
+
+def load_rendered(rendered: Rendered, environ: dict[str, str]) -> Config:
+    """The configuration the rendered pods read."""
+    return load_text(rendered.config_text, environ)
 
 
 def leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterator[str]:

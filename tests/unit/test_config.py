@@ -137,6 +137,10 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("audit: {dsn: 'postgresql://u:pw@db/audit'}",
          {"BLOBGATE_AUDIT_DSN_PASSWORD_FILE": "/run/pw"}, "audit.dsn",
          "keep it in the file only"),
+        ("admin: {port: 0}", {}, "admin.port", "between 1 and 65535"),
+        ("admin: {port: 9102}", {}, "admin.port", "meets server.port or the metrics ports"),
+        ("server: {workers: 2}", {}, "admin.port", "meets server.port or the metrics ports"),
+        ("admin: {token_file: ''}", {}, "admin.token_file", "must be a path or null"),
     ],
 )
 def test_errors_name_the_key_and_why(
@@ -240,3 +244,26 @@ def test_version() -> None:
     result = run_cli("version")
     assert result.returncode == 0
     assert result.stdout.startswith("blobgate ")
+
+
+@pytest.mark.parametrize("content", [None, "short\n"], ids=["missing", "too-short"])
+def test_check_config_needs_a_usable_admin_token_file(
+    tmp_path: Path, bundle: Path, content: str | None
+) -> None:
+    token_file = tmp_path / "admin-token"
+    if content is not None:
+        token_file.write_text(content)
+    config = write(tmp_path, f"auth: {{certificates: {bundle}}}\n"
+                             f"admin: {{token_file: {token_file}}}\n")
+    result = run_cli("check-config", "--config", str(config))
+    assert result.returncode == 2
+    assert "configuration error: admin.token_file:" in result.stderr
+    token_file.write_text("0123456789abcdef\n")
+    assert run_cli("check-config", "--config", str(config)).returncode == 0
+
+
+def test_several_workers_fit_when_the_admin_ports_move(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, "server: {workers: 4}\nadmin: {port: 9200}\n"), {})
+    assert (cfg.server.workers, cfg.admin.port) == (4, 9200)
+    disabled = load(write(tmp_path, "server: {workers: 4}\nadmin: {enabled: false}\n"), {})
+    assert disabled.admin.enabled is False

@@ -181,6 +181,38 @@ Database passwords: each mounted alone from its Secret, the file blobgate reads 
 {{- end }}
 
 {{/*
+The admin token: the Secret it comes from (empty: none, the admin endpoints stay
+disabled), whether the chart creates it, and where it is mounted.
+*/}}
+{{- define "blobgate.admin.secretName" -}}
+{{- if .Values.admin.existingSecret }}
+{{- .Values.admin.existingSecret }}
+{{- else if .Values.admin.generateToken }}
+{{- printf "%s-admin" (include "blobgate.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "blobgate.admin.createSecret" -}}
+{{- if and .Values.admin.generateToken (not .Values.admin.existingSecret) }}true{{- end }}
+{{- end }}
+
+{{- define "blobgate.admin.dir" -}}
+/etc/blobgate/admin
+{{- end }}
+
+{{- define "blobgate.adminEnabled" -}}
+{{- if ne ((.Values.config.admin | default dict).enabled | toString) "false" }}true{{- end }}
+{{- end }}
+
+{{/*
+The label that tells the metrics Service apart from the main one (the ServiceMonitor
+selects on it).
+*/}}
+{{- define "blobgate.metricsLabel" -}}
+app.kubernetes.io/component: metrics
+{{- end }}
+
+{{/*
 Harbor's database as a connection string, without the password.
 */}}
 {{- define "blobgate.harbor.databaseDSN" -}}
@@ -217,6 +249,11 @@ blobgate.yaml: .Values.config with the values the chart derives filled in.
 {{- if .Values.auditDatabase.secretName }}
 {{- $_ := set $audit "dsn_password_file" (printf "%s/password" (include "blobgate.audit.databaseDir" .)) }}
 {{- $_ := set $cfg "audit" $audit }}
+{{- end }}
+{{- if include "blobgate.admin.secretName" . }}
+{{- $admin := $cfg.admin | default dict }}
+{{- $_ := set $admin "token_file" (printf "%s/token" (include "blobgate.admin.dir" .)) }}
+{{- $_ := set $cfg "admin" $admin }}
 {{- end }}
 {{- if .Values.redisPassword.secretName }}
 {{- $redis := $cfg.redis | default dict }}
@@ -272,6 +309,11 @@ Port numbers from the configuration, with blobgate's defaults.
 {{- int (default 9102 $metrics.port) }}
 {{- end }}
 
+{{- define "blobgate.adminPort" -}}
+{{- $admin := .Values.config.admin | default dict }}
+{{- int (default 9103 $admin.port) }}
+{{- end }}
+
 {{/*
 The container's environment: where the S3 credentials file is (never a secret value
 itself), then extraEnv.
@@ -283,80 +325,5 @@ itself), then extraEnv.
 {{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
-{{- end }}
-{{- end }}
-
-{{/*
-NetworkPolicy egress: DNS, the upstream registry, the databases in use, Redis, S3, then
-networkPolicy.egress.extra. A rule without "to" admits any destination on its ports.
-*/}}
-{{- define "blobgate.networkPolicy.egress" -}}
-{{- $e := .Values.networkPolicy.egress }}
-{{- $rules := list (dict "to" $e.dns "ports" (list (dict "port" 53 "protocol" "UDP") (dict "port" 53 "protocol" "TCP"))) }}
-{{- $rules = append $rules (include "blobgate.networkPolicy.upstream" . | fromYaml) }}
-{{- with include "blobgate.networkPolicy.database" . }}
-{{- $rules = append $rules (fromYaml .) }}
-{{- end }}
-{{- $redis := .Values.config.redis | default dict }}
-{{- if or $e.redis.to $redis.url $redis.sentinels }}
-{{- $rules = append $rules (include "blobgate.networkPolicy.rule" (list $e.redis.to $e.redis.ports) | fromYaml) }}
-{{- end }}
-{{- if eq ((.Values.config.storage | default dict).backend | default "s3") "s3" }}
-{{- $rules = append $rules (include "blobgate.networkPolicy.rule" (list $e.s3.to $e.s3.ports) | fromYaml) }}
-{{- end }}
-{{- toYaml (concat $rules $e.extra) }}
-{{- end }}
-
-{{- define "blobgate.networkPolicy.rule" -}}
-{{- $rule := dict "ports" (index . 1) }}
-{{- with index . 0 }}
-{{- $_ := set $rule "to" . }}
-{{- end }}
-{{- toYaml $rule }}
-{{- end }}
-
-{{/*
-Harbor's pods of one component, as a NetworkPolicyPeer (labels every Harbor chart
-version sets: release and component).
-*/}}
-{{- define "blobgate.networkPolicy.harborPods" -}}
-{{- $root := index . 0 }}
-- namespaceSelector:
-    matchLabels:
-      kubernetes.io/metadata.name: {{ include "blobgate.harbor.namespace" $root }}
-  podSelector:
-    matchLabels:
-      release: {{ $root.Values.harbor.releaseName }}
-      component: {{ index . 1 }}
-{{- end }}
-
-{{- define "blobgate.networkPolicy.upstream" -}}
-{{- $u := .Values.networkPolicy.egress.upstream }}
-{{- $harborCore := and .Values.harbor.enabled (not (.Values.config.upstream | default dict).url) }}
-{{- $to := $u.to }}
-{{- if and (not $to) $harborCore }}
-{{- $to = include "blobgate.networkPolicy.harborPods" (list . "core") | fromYamlArray }}
-{{- end }}
-{{- $ports := $u.ports }}
-{{- if and (not $ports) $harborCore }}
-{{- $ports = list (dict "port" (ternary 8443 8080 .Values.harbor.internalTLS) "protocol" "TCP") }}
-{{- else if not $ports }}
-{{- $url := urlParse (include "blobgate.upstreamURL" .) }}
-{{- $port := regexFind "[0-9]+$" (regexFind ":[0-9]+$" $url.host) | default (ternary "443" "80" (eq $url.scheme "https")) }}
-{{- $ports = list (dict "port" (int $port) "protocol" "TCP") }}
-{{- end }}
-{{- include "blobgate.networkPolicy.rule" (list $to $ports) }}
-{{- end }}
-
-{{- define "blobgate.networkPolicy.database" -}}
-{{- $d := .Values.networkPolicy.egress.database }}
-{{- $harbor := include "blobgate.harbor.databaseEnabled" . }}
-{{- $audit := eq ((.Values.config.audit | default dict).sink | default "log") "postgres" }}
-{{- $to := $d.to }}
-{{- if and (not $to) $harbor (not $audit) (not .Values.harbor.database.host) }}
-{{- $to = include "blobgate.networkPolicy.harborPods" (list . "database") | fromYamlArray }}
-{{- end }}
-{{- if or $to $harbor $audit }}
-{{- include "blobgate.networkPolicy.rule" (list $to $d.ports) }}
 {{- end }}
 {{- end }}

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from blobgate import settings
+from blobgate.config.admin import AdminConfig, ports
 from blobgate.config.redis import RedisConfig
 from blobgate.config.service import (
     ASYMMETRIC_ALGORITHMS,
@@ -48,6 +49,7 @@ from blobgate.errors import ConfigError
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
     "SIGV4_MAX_EXPIRES_S",
+    "AdminConfig",
     "ApiConfig",
     "AuditConfig",
     "AuthConfig",
@@ -78,6 +80,7 @@ class Config:
 
     server: ServerConfig = field(default_factory=ServerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -87,6 +90,16 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     log: LogConfig = field(default_factory=LogConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
+
+    def __post_init__(self) -> None:
+        workers = self.server.workers
+        taken = {self.server.port}
+        if self.metrics.enabled:
+            taken |= set(ports(self.metrics.port, workers))
+        if self.admin.enabled and not taken.isdisjoint(ports(self.admin.port, workers)):
+            raise ConfigError("admin.port", (
+                f"{self.admin.port} (one port per worker from there) meets server.port or "
+                "the metrics ports; the admin listener needs ports of its own"))
 
 
 def load(path: Path | None, environ: Mapping[str, str] = os.environ) -> Config:

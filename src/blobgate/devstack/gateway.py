@@ -63,10 +63,12 @@ class GatewayProcess:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workers = int(config.get("server", {}).get("workers", 1))
         self.port, self.metrics_port = free_port(), free_ports(self.workers)
+        self.admin_port = self._admin_ports()
         server = {**config.get("server", {}), "host": "127.0.0.1", "port": self.port}
         metrics = {**config.get("metrics", {}), "enabled": True, "host": "127.0.0.1",
                    "port": self.metrics_port}
-        self.config = {**config, "server": server, "metrics": metrics}
+        admin = {**config.get("admin", {}), "host": "127.0.0.1", "port": self.admin_port}
+        self.config = {**config, "server": server, "metrics": metrics, "admin": admin}
         self.scheme = "https" if server.get("tls", {}).get("cert_file") else "http"
         path = workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(self.config))
@@ -92,6 +94,18 @@ class GatewayProcess:
     def metrics_url(self, worker: int = 0) -> str:
         """The private listener of ``worker``: ``/metrics``, ``/healthz``, ``/readyz``."""
         return f"http://127.0.0.1:{self.metrics_port + worker}"
+
+    def _admin_ports(self) -> int:
+        """The first of ``workers`` free ports apart from the public and metrics ports."""
+        taken = {self.port, *range(self.metrics_port, self.metrics_port + self.workers)}
+        while True:
+            first = free_ports(self.workers)
+            if taken.isdisjoint(range(first, first + self.workers)):
+                return first
+
+    def admin_url(self, worker: int = 0) -> str:
+        """The admin listener of ``worker`` (``POST /admin/cache/flush``, with its token)."""
+        return f"http://127.0.0.1:{self.admin_port + worker}"
 
     @property
     def pid(self) -> int:
