@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from blobgate.accesslog import AccessLogger
 from blobgate.app import create_app, load_keys
-from blobgate.config import AuthConfig, Config, S3Config, StorageConfig, UpstreamConfig
+from blobgate.config import (
+    AuthConfig,
+    Config,
+    RedisConfig,
+    S3Config,
+    StorageConfig,
+    UpstreamConfig,
+)
+from blobgate.devstack import redis as devredis
 from blobgate.devstack import s3 as devs3
 from blobgate.health import create_metrics_app
 from blobgate.reference import parse_digest, storage_key
@@ -112,6 +121,27 @@ def pg_dsn() -> Iterator[str]:
         if dsn is None:
             pytest.skip("no PostgreSQL: set BLOBGATE_TEST_PG_DSN or apt-get install -y postgresql")
         yield dsn
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis: the machine's own on 127.0.0.1:6379 when it answers, else a private
+    ``redis-server`` for the session."""
+    try:
+        url, server = devredis.redis_url(tmp_path_factory.mktemp("redis"))
+    except FileNotFoundError:
+        pytest.skip(f"no Redis: {devredis.INSTALL}")
+    yield url
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture
+def shared_redis(redis_url: str, tmp_path: Path) -> RedisConfig:
+    """A ``redis`` section on that Redis: keys under a prefix of this test's own, signed
+    with a key made for it (its file: ``mac_key_file``)."""
+    return RedisConfig(url=redis_url, key_prefix=f"t{secrets.token_hex(4)}:",
+                       mac_key_file=str(devredis.mac_key(tmp_path)), retry_s=0)
 
 
 @pytest.fixture(scope="session")

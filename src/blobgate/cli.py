@@ -12,6 +12,7 @@ from blobgate.config import Config, load
 from blobgate.db import check_password_files
 from blobgate.errors import ConfigError
 from blobgate.keys import TrustedKeys
+from blobgate.sealing import open_keyring
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +35,8 @@ def _checked(cfg: Config) -> TrustedKeys:
     check_presign_host(cfg)
     tls.check_files(cfg)
     check_password_files(cfg)
+    if cfg.redis.enabled:
+        open_keyring(cfg.redis)  # the MAC key files are readable and long enough
     return keys
 
 

@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from blobgate.devstack.clients import skopeo_push
 from blobgate.devstack.gateway import GatewayProcess, dev_environment
 from blobgate.devstack.image import OciImage, build_image
-from blobgate.devstack.redis import MACHINE, RedisServer, answers
+from blobgate.devstack.redis import MACHINE, RedisServer, answers, mac_key
 from blobgate.devstack.stack import PUSHER, Stack, gateway_config
 from e2e.conftest import require
 
@@ -90,7 +90,8 @@ def replicas(stack: Stack, workdir: Path, redis_url: str,
              env: dict[str, str] | None = None) -> Iterator[tuple[GatewayProcess, ...]]:
     """Two blobgates in front of the stack's registry sharing ``redis_url``."""
     config = gateway_config(stack)
-    config["redis"] = {"url": redis_url, "key_prefix": f"t{secrets.token_hex(4)}:"}
+    config["redis"] = {"url": redis_url, "key_prefix": f"t{secrets.token_hex(4)}:",
+                       "mac_key_file": str(mac_key(workdir))}
     started: list[GatewayProcess] = []
     try:
         for name in ("a", "b"):
