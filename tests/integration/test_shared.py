@@ -20,7 +20,8 @@ import pytest
 from redis.asyncio import Redis
 
 from blobgate.config import RedisConfig
-from blobgate.devstack.redis import mac_key
+from blobgate.devstack.redis import INSTALL, RedisServer, mac_key
+from blobgate.listener import Listener
 from blobgate.metrics import Stats
 from blobgate.sealing import ENTRY, Keyring, key_watcher
 from blobgate.shared import Malformed, Shared, open_shared
@@ -229,3 +230,41 @@ async def test_new_key_files_are_used_without_a_restart(
     watcher.check()
     assert stats.reload_healthy["redis_mac_key"] == 0
     assert keys.seal(ENTRY, place, b"x") == Keyring(new).seal(ENTRY, place, b"x")
+
+
+ACL_USER = ("on", ">acl-password", "resetkeys", "~blobgate:*", "resetchannels", "&blobgate:*",
+            "-@all", "+get", "+set", "+unlink", "+scan", "+publish", "+subscribe", "+ping",
+            "+select")
+
+
+async def test_an_acl_user_limited_to_the_prefix_is_enough(tmp_path: Path) -> None:
+    """The ACL user SECURITY.md recommends: every call blobgate makes is allowed."""
+    try:
+        server = RedisServer(tmp_path / "redis")
+    except FileNotFoundError:
+        pytest.skip(f"no redis-server: {INSTALL}")
+    admin = Redis(port=server.port)
+    try:
+        await admin.execute_command("ACL", "SETUSER", "blobgate", *ACL_USER)
+        cfg = RedisConfig(url=f"redis://blobgate@127.0.0.1:{server.port}/1",
+                          password="acl-password", mac_key_file=str(mac_key(tmp_path)))
+        stats, heard = Stats(), []
+        async with open_shared(cfg, stats) as shared:
+            listener = Listener(shared, heard.append)
+            listener.start()
+            shared.put("m", "k", "12|99", ttl_s=30)
+            await shared.settle()
+            assert await shared.get("m", "k", anything) == "12|99"
+            async with asyncio.timeout(10):
+                while not (await admin.pubsub_numsub(shared.channel))[0][1]:
+                    await asyncio.sleep(0.01)
+                await shared.publish(["m:k"], {"op": "forget", "refs": []})
+                await shared.flush()
+                while len(heard) < 2:
+                    await asyncio.sleep(0.01)
+            listener.stop()
+        assert heard == [{"op": "forget", "refs": []}, {"op": "flush"}]
+        assert stats.shared_errors == {}
+    finally:
+        await admin.aclose()
+        server.stop()
