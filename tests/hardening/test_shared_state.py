@@ -15,7 +15,6 @@ stand-in registry (which can refuse one token) and moto's S3.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import os
@@ -39,6 +38,7 @@ from blobgate.sealing import ENTRY, MESSAGE, Keyring
 from blobgate.shared import token_key
 from hardening.wire import Answer, bearer, exchange
 
+from support.eventually import eventually
 from support.gateway import GatewayFactory
 from support.standin import StandIn
 from support.tokens import Signer
@@ -78,15 +78,6 @@ def stats(client: Client) -> Stats:
 
 def secret(cfg: RedisConfig) -> bytes:
     return Path(cfg.mac_key_file or "").read_bytes().strip()
-
-
-async def eventually(condition: Callable[[], Any], within_s: float = 10.0) -> float:
-    """Seconds until ``await condition()`` held (fails after a generous ``within_s``)."""
-    started = time.monotonic()
-    while not await condition():
-        assert time.monotonic() - started < within_s, f"not within {within_s} s"
-        await asyncio.sleep(0.01)
-    return time.monotonic() - started
 
 
 async def listening(raw: Redis, cfg: RedisConfig, replicas: int = 2) -> None:

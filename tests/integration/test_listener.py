@@ -4,11 +4,8 @@ failure of its own it says so, subscribes again, drops everything, and hears aga
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -19,6 +16,8 @@ from blobgate.metrics import Stats
 from blobgate.sealing import ENTRY, MESSAGE, Keyring
 from blobgate.shared import Malformed, Message, Shared, open_shared
 
+from support.eventually import eventually
+
 
 @pytest.fixture
 async def raw(redis_url: str) -> AsyncIterator[Redis]:
@@ -26,13 +25,6 @@ async def raw(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
     yield client
     await client.aclose()
-
-
-async def eventually(condition: Callable[[], Any], within_s: float = 10.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not await condition():
-        assert time.monotonic() < deadline, "not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def subscribed(raw: Redis, shared: Shared) -> None:

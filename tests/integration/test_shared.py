@@ -26,6 +26,8 @@ from blobgate.metrics import Stats
 from blobgate.sealing import ENTRY, Keyring, key_watcher
 from blobgate.shared import Malformed, Shared, open_shared
 
+from support.eventually import eventually
+
 
 class Hung:
     """A TCP server that accepts connections and never answers; counts bytes received."""
@@ -255,13 +257,16 @@ async def test_an_acl_user_limited_to_the_prefix_is_enough(tmp_path: Path) -> No
             shared.put("m", "k", "12|99", ttl_s=30)
             await shared.settle()
             assert await shared.get("m", "k", anything) == "12|99"
-            async with asyncio.timeout(10):
-                while not (await admin.pubsub_numsub(shared.channel))[0][1]:
-                    await asyncio.sleep(0.01)
-                await shared.publish(["m:k"], {"op": "forget", "refs": []})
-                await shared.flush()
-                while len(heard) < 2:
-                    await asyncio.sleep(0.01)
+            async def subscribed() -> bool:
+                return bool((await admin.pubsub_numsub(shared.channel))[0][1])
+
+            async def heard_both() -> bool:
+                return len(heard) == 2
+
+            await eventually(subscribed)
+            await shared.publish(["m:k"], {"op": "forget", "refs": []})
+            await shared.flush()
+            await eventually(heard_both)
             listener.stop()
         assert heard == [{"op": "forget", "refs": []}, {"op": "flush"}]
         assert stats.shared_errors == {}
