@@ -139,9 +139,11 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def shared_redis(redis_url: str, tmp_path: Path) -> RedisConfig:
     """A ``redis`` section on that Redis: keys under a prefix of this test's own, signed
-    with a key made for it (its file: ``mac_key_file``)."""
+    with a key made for it (its file: ``mac_key_file``); calls may take a second (a busy
+    test machine is no outage), a failure is tried again at once."""
     return RedisConfig(url=redis_url, key_prefix=f"t{secrets.token_hex(4)}:",
-                       mac_key_file=str(devredis.mac_key(tmp_path)), retry_s=0)
+                       mac_key_file=str(devredis.mac_key(tmp_path)), timeout_ms=1000,
+                       retry_s=0)
 
 
 @pytest.fixture(scope="session")

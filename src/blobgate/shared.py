@@ -213,6 +213,7 @@ class Shared:
         return value
 
     def failed(self, op: str, exc: BaseException) -> None:
+        """Note that Redis failed ``op``: counted, logged once, left alone for a while."""
         self.stats.shared_errors[op] += 1
         self._skip_until = self._clock() + self.retry_s
         if not self.last_error:
@@ -221,6 +222,7 @@ class Shared:
         self.last_error = f"{type(exc).__name__}: {exc}"[:200]
 
     def recovered(self, op: str) -> None:
+        """Note that Redis answered ``op`` again."""
         if self.last_error:
             log.warning("Redis reachable again (%s)", op)
             self.last_error = ""
@@ -237,7 +239,9 @@ def _password(cfg: RedisConfig) -> str | None:
 
 @asynccontextmanager
 async def open_shared(cfg: RedisConfig, stats: Stats) -> AsyncIterator[Shared]:
-    """A ``Shared`` on the configured Redis (or Sentinel-chosen master), closed after."""
+    """A ``Shared`` on the configured Redis (or Sentinel-chosen master), closed after;
+    ``ConfigError`` when the MAC key files cannot be used."""
+    keys = open_keyring(cfg)
     options: dict[str, Any] = {
         "password": _password(cfg), "decode_responses": False,
         "socket_timeout": max(cfg.timeout_ms / 1000, 0.05) * 4,
@@ -252,7 +256,7 @@ async def open_shared(cfg: RedisConfig, stats: Stats) -> AsyncIterator[Shared]:
         client: Redis = sentinel.master_for(cfg.sentinel_master, **options)
     else:
         client = Redis.from_url(cfg.url or "", **options)
-    shared = Shared(client, cfg, open_keyring(cfg), stats)
+    shared = Shared(client, cfg, keys, stats)
     try:
         yield shared
     finally:
