@@ -20,7 +20,7 @@ from bench.push import Pusher
 from bench.tools import SERVER_CPU, pin_threads, pinned
 from bench.wrk import write_pairs
 from blobgate.devstack.procs import Process, free_port
-from blobgate.devstack.redis import redis_url
+from blobgate.devstack.redis import mac_key, redis_url
 from blobgate.devstack.registry import Registry, RegistryOptions, TokenAuth
 from blobgate.devstack.stack import BUCKET, ISSUER, PUSHER, SERVICE, Stack
 
@@ -109,10 +109,11 @@ class World:
     @contextlib.contextmanager
     def redis(self, name: str) -> Iterator[dict[str, str]]:
         """A ``redis`` configuration section: the machine's Redis, or a private one for the
-        run; keys under a prefix of their own (``name``)."""
+        run; keys under a prefix of their own (``name``), signed with a key made for it."""
         url, server = redis_url(self.workdir / f"redis-{name}")
         try:
-            yield {"url": url, "key_prefix": f"bench-{name}-{secrets.token_hex(3)}:"}
+            yield {"url": url, "key_prefix": f"bench-{name}-{secrets.token_hex(3)}:",
+                   "mac_key_file": str(mac_key(self.workdir / f"redis-{name}"))}
         finally:
             if server is not None:
                 server.stop()

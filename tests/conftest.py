@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from blobgate.accesslog import AccessLogger
 from blobgate.app import create_app, load_keys
-from blobgate.config import AuthConfig, Config, S3Config, StorageConfig, UpstreamConfig
+from blobgate.config import (
+    AuthConfig,
+    Config,
+    RedisConfig,
+    S3Config,
+    StorageConfig,
+    UpstreamConfig,
+)
+from blobgate.devstack import redis as devredis
 from blobgate.devstack import s3 as devs3
 from blobgate.health import create_metrics_app
 from blobgate.reference import parse_digest, storage_key
@@ -122,6 +131,29 @@ def runtime_image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     stages = parse(DOCKERFILE.read_text())[1]
     context = DockerIgnore.read(DOCKERIGNORE).context(REPO)
     return build(tmp_path_factory.mktemp("image"), context, stages[0], stages[-1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis: the machine's own on 127.0.0.1:6379 when it answers, else a private
+    ``redis-server`` for the session."""
+    try:
+        url, server = devredis.redis_url(tmp_path_factory.mktemp("redis"))
+    except FileNotFoundError:
+        pytest.skip(f"no Redis: {devredis.INSTALL}")
+    yield url
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture
+def shared_redis(redis_url: str, tmp_path: Path) -> RedisConfig:
+    """A ``redis`` section on that Redis: keys under a prefix of this test's own, signed
+    with a key made for it (its file: ``mac_key_file``); calls may take a second (a busy
+    test machine is no outage), a failure is tried again at once."""
+    return RedisConfig(url=redis_url, key_prefix=f"t{secrets.token_hex(4)}:",
+                       mac_key_file=str(devredis.mac_key(tmp_path)), timeout_ms=1000,
+                       retry_s=0)
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,9 @@ from blobgate.backends.contract import Presigner, SignedURL
 from blobgate.errors import NotInStorage, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import Digest
-from blobgate.shared import Shared
+from blobgate.shared import Malformed, Shared, expiry
+
+URL_FIELDS = frozenset(field.name for field in dataclasses.fields(SignedURL))
 
 
 class Presence:
@@ -106,12 +108,18 @@ class URLCache:
         """A URL another replica signed, while it may still be handed out."""
         if self._shared is None:
             return None
-        value = await self._shared.get(self.name, digest)
-        try:
-            signed = SignedURL(**json.loads(value)) if value is not None else None
-        except (TypeError, ValueError):
-            return None
-        return signed if signed is not None and signed.hand_out_until > self._clock() else None
+        return await self._shared.get(self.name, digest, self._parse)
+
+    def _parse(self, value: str) -> SignedURL | None:
+        """A shared URL (JSON of ``SignedURL``); ``None`` once it may not be handed out."""
+        fields = json.loads(value)
+        if not isinstance(fields, dict) or set(fields) != URL_FIELDS:
+            raise Malformed("not a signed URL")
+        url, size = fields["url"], fields["size"]
+        if not isinstance(url, str) or not (size is None or (type(size) is int and size >= 0)):
+            raise Malformed("not a signed URL")
+        signed = SignedURL(url, expiry(fields["signed_at"]), expiry(fields["expires_at"]), size)
+        return signed if signed.hand_out_until > self._clock() else None
 
     def _settled(self, digest: Digest, task: asyncio.Task[SignedURL]) -> None:
         del self._inflight[digest]

@@ -13,6 +13,7 @@ from blobgate.config import Config, load
 from blobgate.db import check_password_files
 from blobgate.errors import ConfigError
 from blobgate.keys import TrustedKeys
+from blobgate.sealing import open_keyring
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +38,8 @@ def _checked(cfg: Config) -> TrustedKeys:
     check_password_files(cfg)
     if cfg.admin.enabled:
         AdminToken.from_config(cfg.admin)  # a token file that holds no token stops start-up
+    if cfg.redis.enabled:
+        open_keyring(cfg.redis)  # the MAC key files are readable and long enough
     return keys
 
 

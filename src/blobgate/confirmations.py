@@ -12,7 +12,10 @@ An acceptance is kept per (``Authorization`` value, repository) until the token 
 or ``ttl_s`` passes, whichever is first; a refusal (``401``/``403``) replaces it and is
 kept for ``refusal_ttl_s``, so a refused token cannot make blobgate ask again and again.
 With ``shared``, verdicts are also kept in the replicas' Redis (keyed by a hash of the
-token), so a pull whose manifest request reached another replica costs nothing here.
+token), so a pull whose manifest request reached another replica costs nothing here;
+and a new refusal is written there, then published (with the token's hash, never the
+token), so every replica drops its acceptance of that token for that repository at
+once instead of serving it until the acceptance expires.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import time
 from collections.abc import Callable
 
 from blobgate.expiring import ExpiringCache
-from blobgate.shared import VERDICTS, Shared, token_key
+from blobgate.shared import VERDICTS, Malformed, Shared, expiry, token_key
 
 REFUSED_STATUSES = frozenset({401, 403})
+Verdict = tuple[bool, float]  # accepted?, until when
 
 
 class Confirmations:
@@ -37,8 +41,14 @@ class Confirmations:
         self._refusal_ttl_s = refusal_ttl_s
         self._clock = clock
         self._shared = shared
-        self.cache: ExpiringCache[tuple[str, str], tuple[bool, float]] = ExpiringCache(
+        self.cache: ExpiringCache[tuple[str, str], Verdict] = ExpiringCache(
             maxsize, lambda verdict: verdict[1], clock
+        )
+        # With ``shared``: the cache key of each (token hash, repository), so a refusal
+        # another replica publishes (with the hash only) finds the entry. Put in step with
+        # ``cache`` (same size, same order), it holds every key ``cache`` holds.
+        self._by_hash: ExpiringCache[tuple[str, str], tuple[str, float]] = ExpiringCache(
+            maxsize, lambda entry: entry[1], clock
         )
 
     def verdict(self, authorization: str, name: str) -> bool | None:
@@ -50,33 +60,65 @@ class Confirmations:
         """The verdict another replica learnt (kept here too), or ``None``."""
         if self._shared is None:
             return None
-        value = await self._shared.get(VERDICTS, f"{token_key(authorization)}:{name}")
-        verdict, _, until = (value or "").partition("|")
-        if verdict not in ("0", "1") or float(until or 0) <= self._clock():
+        key = token_key(authorization)
+        found = await self._shared.get(VERDICTS, f"{key}:{name}", self._parse)
+        if found is None:
             return None
-        self.cache.put((authorization, name), (verdict == "1", float(until)))
-        return verdict == "1"
+        self._hold(authorization, key, name, found)
+        return found[0]
+
+    def _parse(self, value: str) -> Verdict | None:
+        """A shared ``<0|1>|<until>``, kept no longer than this replica would keep it;
+        ``None`` once over."""
+        verdict, bar, until = value.partition("|")
+        if not bar or verdict not in ("0", "1"):
+            raise Malformed(f"not a verdict: {value[:40]!r}")
+        accepted, now = verdict == "1", self._clock()
+        ends = min(expiry(until), now + (self._ttl_s if accepted else self._refusal_ttl_s))
+        return (accepted, ends) if ends > now else None
 
     def record(
         self, authorization: str, name: str, status: int, token_expires_at: float
     ) -> bool | None:
         """Learn from the registry's ``status`` for a pull-kind request with this token on
         ``name``; returns the verdict it implies (``None`` when the status says nothing:
-        a ``404``, a ``5xx``, a redirect)."""
+        a ``404``, a ``5xx``, a redirect). A new refusal is announced to every replica."""
         if 200 <= status < 300:
             return self.accept(authorization, name, token_expires_at)
         if status in REFUSED_STATUSES:
-            self._keep(authorization, name, False, self._clock() + self._refusal_ttl_s)
+            held = self.cache.peek((authorization, name))
+            self._keep(authorization, name, (False, self._clock() + self._refusal_ttl_s),
+                       announce=held is None or held[0])
             return False
         return None
 
     def accept(self, authorization: str, name: str, token_expires_at: float) -> bool:
         """Record that the registry accepted this token for ``name``."""
-        self._keep(authorization, name, True, min(token_expires_at, self._clock() + self._ttl_s))
+        self._keep(authorization, name,
+                   (True, min(token_expires_at, self._clock() + self._ttl_s)))
         return True
 
-    def _keep(self, authorization: str, name: str, verdict: bool, until: float) -> None:
-        self.cache.put((authorization, name), (verdict, until))
-        if self._shared is not None:
-            self._shared.put(VERDICTS, f"{token_key(authorization)}:{name}",
-                             f"{int(verdict)}|{until}", until - self._clock())
+    def drop_accepted(self, key: str, name: str) -> None:
+        """Forget this replica's acceptance of the token whose hash is ``key`` for ``name``
+        (another replica saw the registry refuse it); a refusal held here stays."""
+        entry = self._by_hash.peek((key, name))
+        if entry is None:
+            return
+        held = self.cache.peek((entry[0], name))
+        if held is not None and held[0]:
+            self.cache.pop((entry[0], name))
+
+    def _keep(self, authorization: str, name: str, verdict: Verdict,
+              announce: bool = False) -> None:
+        if self._shared is None:
+            self.cache.put((authorization, name), verdict)
+            return
+        key = token_key(authorization)
+        self._hold(authorization, key, name, verdict)
+        message = {"op": "refuse", "token": key, "name": name} if announce else None
+        self._shared.put(VERDICTS, f"{key}:{name}", f"{int(verdict[0])}|{verdict[1]}",
+                         verdict[1] - self._clock(), then=message)
+
+    def _hold(self, authorization: str, key: str, name: str, verdict: Verdict) -> None:
+        self.cache.put((authorization, name), verdict)
+        self._by_hash.put((key, name), (authorization, verdict[1]))

@@ -3,7 +3,8 @@
 
 It runs on its own port so none of it is exposed where clients pull from. Readiness
 asks what a pull needs: trusted signing keys, working URL signing (the storage
-backend's), and an upstream that answers ``/v2/`` within a short time. A database
+backend's), an upstream that answers ``/v2/`` within a short time, and (with a shared
+Redis) an invalidation listener not stopped by a failure of its own. A database
 that is down (Harbor's, or the audit one) is reported as ``degraded`` without failing
 readiness: membership falls back to the upstream and audit records are dropped and
 counted, so pulls keep working, and taking every pod out of service because a shared
@@ -60,6 +61,9 @@ async def _problems(gateway: web.Application) -> list[str]:
                     problems.append(f"upstream answered /v2/ with {response.status}")
     except (RegistryError, TimeoutError, aiohttp.ClientError) as exc:
         problems.append(f"upstream unreachable: {type(exc).__name__}")
+    listener = services.replicas.listener
+    if listener is not None and listener.down:
+        problems.append(f"invalidation listener down: {listener.down}")
     return problems
 
 

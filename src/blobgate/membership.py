@@ -23,7 +23,7 @@ from yarl import URL
 from blobgate.errors import RegistryError
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import BlobRef
-from blobgate.shared import MEMBERS, Shared, member_key
+from blobgate.shared import MEMBERS, Malformed, Shared, expiry, member_key
 from blobgate.upstream import Upstream
 
 
@@ -150,13 +150,18 @@ class CachedMembership:
         """The membership another replica learnt, kept here for the rest of its life."""
         if self._shared is None:
             return None
-        value = await self._shared.get(MEMBERS, member_key(ref))
-        if value is None:
+        found = await self._shared.get(MEMBERS, member_key(ref), self._parse)
+        if found is None:
             return None
-        size, _, until = value.partition("|")
-        left = float(until or 0) - time.time()
-        if left <= 0 or not (size == "" or size.isdigit()):
-            return None
-        member = Member(size=int(size) if size else None)
+        member, left = found
         self.cache.put(ref, (member, self._clock() + left))
         return member
+
+    def _parse(self, value: str) -> tuple[Member, float] | None:
+        """A shared ``<size or nothing>|<until>`` as the member and the seconds it has left
+        (no more than this replica would keep it); ``None`` once over."""
+        size, bar, until = value.partition("|")
+        if not bar or not (size == "" or (size.isascii() and size.isdigit())):
+            raise Malformed(f"not a membership: {value[:40]!r}")
+        left = min(expiry(until) - time.time(), self._ttl_s)
+        return (Member(size=int(size) if size else None), left) if left > 0 else None

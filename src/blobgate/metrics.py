@@ -69,6 +69,7 @@ class Stats:
     caches: dict[str, ExpiringCache[Any, Any]] = field(default_factory=dict)
     shared: Counter[tuple[str, str]] = field(default_factory=Counter)
     shared_errors: Counter[str] = field(default_factory=Counter)
+    shared_rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
     invalidations: Counter[str] = field(default_factory=Counter)
 
     def observe(self, route: str, method: str, outcome: str, seconds: float) -> None:
@@ -150,6 +151,10 @@ class StatsCollector(Collector):
                        ["cache", "result"], s.shared)
         yield _counter("blobgate_shared_cache_errors", "Failed Redis calls by operation.",
                        ["op"], s.shared_errors)
+        yield _counter("blobgate_shared_rejected",
+                       "Shared values and invalidation messages not believed (no valid MAC,"
+                       " or not parsable), by cache (channel: messages) and reason.",
+                       ["cache", "reason"], s.shared_rejected)
         yield _counter("blobgate_shared_cache_invalidations",
                        "Invalidations received from the replicas' channel, by kind.",
                        ["op"], s.invalidations)

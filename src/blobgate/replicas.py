@@ -3,26 +3,35 @@
 A successful ``DELETE`` through any replica and ``POST /admin/cache/flush`` on any
 replica drop this replica's entries at once; with a shared Redis they also delete the
 shared entries and are published to the other replicas, which drop theirs when they
-hear it (well within a second). Without Redis they stay local, as each replica's
-caches do.
+hear it (well within a second). So is a refusal: when the registry refuses a token for
+a repository, the replica that saw it publishes the token's hash, and every replica
+drops its acceptance of that token there. Without Redis they stay local, as each
+replica's caches do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+from typing import Any
 
 from blobgate.blobs import BlobService
 from blobgate.errors import BlobgateError
+from blobgate.listener import Listener
 from blobgate.reference import BlobRef, parse_blob
-from blobgate.shared import MEMBERS, Message, Shared, member_key
+from blobgate.shared import MEMBERS, Malformed, Message, Shared, member_key
+
+TOKEN_KEY = re.compile(r"[0-9a-f]{40}")  # shared.token_key's form
 
 
 class Replicas:
-    """Forgets and flushes here, and tells the other replicas through ``shared``."""
+    """Forgets and flushes here, and tells the other replicas through ``shared``; hears
+    them through ``listener``."""
 
     def __init__(self, blobs: BlobService, shared: Shared | None) -> None:
         self._blobs = blobs
         self.shared = shared
+        self.listener = None if shared is None else Listener(shared, self.heard)
         self._telling: set[asyncio.Task[None]] = set()
 
     def forget(self, refs: tuple[BlobRef, ...]) -> None:
@@ -47,12 +56,35 @@ class Replicas:
         return sizes
 
     def heard(self, message: Message) -> None:
-        """An invalidation another replica (or this one) published."""
-        if message.get("op") == "flush":
+        """An invalidation another replica (or this one) published; ``Malformed`` when it
+        says nothing this replica can act on."""
+        op = message.get("op")
+        if op == "flush":
             self._blobs.flush()
-            return
-        for entry in message.get("refs") or []:
-            try:
-                self._blobs.forget(parse_blob(*entry))
-            except (BlobgateError, TypeError):
-                continue  # not a reference this replica could have cached
+        elif op == "forget":
+            for ref in _refs(message.get("refs")):
+                self._blobs.forget(ref)
+        elif op == "refuse":
+            token, name = message.get("token"), message.get("name")
+            if not isinstance(token, str) or not TOKEN_KEY.fullmatch(token) \
+                    or not isinstance(name, str):
+                raise Malformed("a refusal names a token hash and a repository")
+            self._blobs.gate.confirmations.drop_accepted(token, name)
+        else:
+            raise Malformed(f"unknown invalidation {str(op)[:40]!r}")
+
+
+def _refs(refs: Any) -> list[BlobRef]:
+    """The references of a ``forget``; pairs that are no valid reference are left out (no
+    cache here can hold them)."""
+    if not isinstance(refs, list) or not all(
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+            for pair in refs):
+        raise Malformed("refs must be a list of [name, digest] pairs")
+    parsed = []
+    for name, digest in refs:
+        try:
+            parsed.append(parse_blob(name, digest))
+        except BlobgateError:
+            continue
+    return parsed

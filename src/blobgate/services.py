@@ -33,6 +33,7 @@ from blobgate.membership import CachedMembership, Membership, UpstreamMembership
 from blobgate.metrics import Stats
 from blobgate.replicas import Replicas
 from blobgate.routing import RoutingPolicy, parse_networks
+from blobgate.sealing import key_watcher
 from blobgate.shared import Shared, open_shared
 from blobgate.upstream import Upstream
 from blobgate.warmup import ManifestWarmer
@@ -98,6 +99,9 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats, lines: Lin
         shared = (await stack.enter_async_context(open_shared(cfg.redis, stats))
                   if cfg.redis.enabled else None)
         watchers: list[FileWatcher] = []
+        mac_keys = None if shared is None else key_watcher(cfg.redis, shared.keys, stats)
+        if mac_keys is not None:
+            watchers.append(mac_keys)
         storage = await stack.enter_async_context(
             open_storage(cfg, upstream, stats, watchers, shared))
         urls = storage.urls
@@ -124,8 +128,9 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats, lines: Lin
         if urls is not None:
             stats.caches["not_in_storage"] = urls.presence.missing
         replicas = Replicas(blobs, shared)
-        if shared is not None:
-            stack.callback(asyncio.create_task(shared.listen(replicas.heard)).cancel)
+        if replicas.listener is not None:
+            replicas.listener.start()
+            stack.callback(replicas.listener.stop)
         for watcher in watchers:
             stack.callback(asyncio.create_task(watcher.run()).cancel)
         api = None

@@ -4,7 +4,9 @@ key material), without a restart.
 Kubernetes updates a mounted Secret by swapping a symlink, cert-manager rewrites files in
 place: either way the content changes, so the watcher compares content hashes. A new
 file that fails to load leaves the old material in force; the failure is logged once and
-shown by ``blobgate_reload_healthy{file=...} 0`` until a good file appears.
+shown by ``blobgate_reload_healthy{file=...} 0`` until a good file appears. An
+``optional`` file may come and go (a key kept only during a rotation): its absence is a
+state of its own, not a file being swapped.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class FileWatcher:
-    """Calls ``apply`` whenever the content of any of ``paths`` changes."""
+    """Calls ``apply`` whenever the content of any of ``paths`` (or of ``optional``,
+    including its presence) changes."""
 
     def __init__(
         self,
@@ -30,9 +33,11 @@ class FileWatcher:
         apply: Callable[[], None],
         stats: Stats,
         interval_s: float,
+        optional: Sequence[Path] = (),
     ) -> None:
         self.name = name
         self._paths = list(paths)
+        self._optional = list(optional)
         self._apply = apply
         self._stats = stats
         self._interval_s = interval_s
@@ -46,6 +51,13 @@ class FileWatcher:
                 digest.update(path.read_bytes())
         except OSError:
             return None  # mid-swap or missing: look again next time
+        for path in self._optional:
+            try:
+                digest.update(b"present:" + path.read_bytes())
+            except FileNotFoundError:
+                digest.update(b"absent")
+            except OSError:
+                return None
         return digest.hexdigest()
 
     def check(self) -> None:

@@ -2,9 +2,10 @@
 Redis in front of the real registry.
 
 What one replica learnt (a token the registry accepted, memberships, presigned URLs) is
-served by the other with no upstream request; a DELETE through one and an admin flush
-on one reach the other within a second; Redis dying during traffic fails no request,
-and the replicas recover by themselves when it returns. The Redis password (from the
+served by the other with no upstream request; entries moved under another
+repository's keys are not believed; a DELETE through one and an admin flush on one
+reach the other within a second; Redis dying during traffic fails no request, and the
+replicas recover by themselves when it returns. The Redis password (from the
 environment) never reaches a log.
 """
 
@@ -24,12 +25,14 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from redis import Redis
 
 from blobgate.devstack.clients import skopeo_push
 from blobgate.devstack.gateway import GatewayProcess, dev_environment
 from blobgate.devstack.image import OciImage, build_image
-from blobgate.devstack.redis import MACHINE, RedisServer, answers
+from blobgate.devstack.redis import MACHINE, RedisServer, answers, mac_key
 from blobgate.devstack.stack import PUSHER, Stack, gateway_config
+from blobgate.shared import token_key
 from e2e.conftest import require
 
 pytestmark = pytest.mark.e2e
@@ -91,7 +94,8 @@ def replicas(stack: Stack, workdir: Path, redis_url: str,
              env: dict[str, str] | None = None) -> Iterator[tuple[GatewayProcess, ...]]:
     """Two blobgates in front of the stack's registry sharing ``redis_url``."""
     config = gateway_config(stack)
-    config["redis"] = {"url": redis_url, "key_prefix": f"t{secrets.token_hex(4)}:"}
+    config["redis"] = {"url": redis_url, "key_prefix": f"t{secrets.token_hex(4)}:",
+                       "mac_key_file": str(mac_key(workdir))}
     token_file = workdir / "admin-token"
     token_file.write_text(ADMIN_TOKEN)
     config["admin"] = {"token_file": str(token_file)}
@@ -162,6 +166,41 @@ def test_a_delete_through_a_stops_b_within_a_second(
             lambda: request(f"{b.url}/v2/replicas/app/blobs/{digest}", token)[0] != 307, 1.0)
         print(f"\nB stopped redirecting {took * 1000:.0f} ms after the DELETE through A")
         assert request(f"{b.url}/v2/replicas/app/blobs/{digest}", token)[0] == 404
+
+
+def test_entries_moved_to_another_repository_grant_nothing(
+    stack: Stack, small: OciImage, redis_url: str, tmp_path: Path, e2e_dir: Path,
+) -> None:
+    """The two-SET attack, with entries a replica wrote itself: A's verdict on a token for
+    replicas/app and its membership of a blob there, copied by someone who can write to
+    Redis under replicas/other's keys, do not make B redirect replicas/other to that blob:
+    their MACs were made for other keys, and the registry is asked instead."""
+    other = build_image(e2e_dir / "replicas-other", [16 * 1024], tag="v1")
+    skopeo_push(other, stack.gateway_host, "replicas/other", PUSHER)
+    digest = small.blobs[0].digest
+    with replicas(stack, tmp_path, redis_url) as (a, b):
+        token = stack.token("repository:replicas/app:pull", "repository:replicas/other:pull",
+                            creds=PUSHER)
+        assert request(f"{a.url}/v2/replicas/app/blobs/{digest}", token)[0] == 307
+        prefix = a.config["redis"]["key_prefix"]
+        hashed = token_key(f"Bearer {token}")
+        client = Redis.from_url(redis_url)
+        try:
+            for key in (f"c:{hashed}:replicas/app", f"m:replicas/app@{digest}"):
+                value = client.get(prefix + key)
+                assert value is not None
+                client.set(prefix + key.replace("replicas/app", "replicas/other"), value, ex=300)
+        finally:
+            client.close()
+        blob = f"{b.url}/v2/replicas/other/blobs/{digest}"
+        assert request(blob, token)[0] == 404  # the registry's answer: not in replicas/other
+        # Accepted for replicas/other by the registry itself, the token still meets the
+        # moved membership, which is not believed either.
+        assert request(f"{b.url}/v2/replicas/other/manifests/v1", token)[0] == 200
+        assert request(blob, token)[0] == 404
+        seen = metrics(b)
+        for cache in ("c", "m"):
+            assert seen[f'blobgate_shared_rejected_total{{cache="{cache}",reason="bad_mac"}}'] == 1
 
 
 def test_a_flush_on_a_empties_b(

@@ -484,9 +484,13 @@ def test_audit_password_is_a_mounted_file(everything: Rendered) -> None:
     assert (cfg.audit.dsn, cfg.audit.dsn_password_file) == (AUDIT_DSN, f"{directory}/password")
 
 
+REDIS_MAC = {"redisMac": {"secretName": "blobgate-redis-mac"}}
+
+
 def test_redis_password_is_a_mounted_file(chart: Chart) -> None:
     values = {"config": {"redis": {"url": "redis://harbor-redis.harbor.svc:6379/10"}},
-              "redisPassword": {"secretName": "blobgate-redis", "passwordKey": "REDIS_PASSWORD"}}
+              "redisPassword": {"secretName": "blobgate-redis", "passwordKey": "REDIS_PASSWORD"},
+              **REDIS_MAC}
     rendered = chart.render([], values)
     secret, directory = secret_mount(rendered, "redis-password")
     assert secret["secretName"] == "blobgate-redis"
@@ -496,6 +500,27 @@ def test_redis_password_is_a_mounted_file(chart: Chart) -> None:
     assert (cfg.redis.password, cfg.redis.password_file) == (None, f"{directory}/password")
     containers = rendered.one("Deployment")["spec"]["template"]["spec"]["containers"]
     assert not any("REDIS" in e["name"] for c in containers for e in c.get("env", []))
+
+
+def test_redis_mac_keys_are_mounted_files(chart: Chart) -> None:
+    """Every key of the Secret is mounted (the previous one comes and goes during a
+    rotation), and the config names the current and the previous key's files."""
+    values = {"config": {"redis": {"url": "redis://redis:6379/0"}},
+              "redisMac": {"secretName": "mac", "key": "now", "previousKey": "before"}}
+    rendered = chart.render([], values)
+    secret, directory = secret_mount(rendered, "redis-mac")
+    assert secret == {"secretName": "mac", "defaultMode": 0o440}
+    cfg = load_rendered(rendered, {})
+    assert (cfg.redis.mac_key_file, cfg.redis.mac_previous_key_file) == (
+        f"{directory}/now", f"{directory}/before")
+    assert directory != "/etc/blobgate/redis"  # not where the password is mounted
+
+
+@pytest.mark.parametrize("redis", [{"url": "redis://redis:6379/0"},
+                                   {"sentinels": ["s:26379"], "url": "redis:///0"}])
+def test_redis_without_a_mac_key_does_not_render(chart: Chart, redis: dict[str, Any]) -> None:
+    with pytest.raises(HelmFailed, match=r"redisMac\.secretName"):
+        chart.render([], {"config": {"redis": redis}})
 
 
 def test_harbor_upstream_is_harbor_core(harbor: Rendered) -> None:
@@ -529,7 +554,9 @@ def test_harbor_config_is_what_values_ask_for(harbor: Rendered) -> None:
     cfg = load_rendered(harbor, {})
     derived = {"upstream": {"url": HARBOR_UPSTREAM}, "auth": {"certificates": TOKEN_FILE},
                "membership": {"source": "harbor_db", "dsn": HARBOR_DSN,
-                              "dsn_password_file": "/etc/blobgate/harbor-database/password"}}
+                              "dsn_password_file": "/etc/blobgate/harbor-database/password"},
+               "redis": {"mac_key_file": "/etc/blobgate/redis-mac/mac-key",
+                         "mac_previous_key_file": "/etc/blobgate/redis-mac/mac-previous-key"}}
     assert cfg == load_text(expected_config(harbor_values(), derived), {})
     assert cfg.upstream.url == HARBOR_UPSTREAM
     assert cfg.membership.source == "harbor_db"
@@ -710,7 +737,7 @@ def test_database_egress_goes_to_each_database_in_use(chart: Chart) -> None:
 def test_redis_egress_goes_where_the_config_names_redis(
     chart: Chart, redis: dict[str, Any], peers: list[dict[str, Any]]
 ) -> None:
-    rendered = chart.render(values={"config": {"redis": redis}})
+    rendered = chart.render(values={"config": {"redis": redis}, **REDIS_MAC})
     assert {"to": peers, "ports": [{"port": 6379, "protocol": "TCP"}]} in (
         rendered.one("NetworkPolicy")["spec"]["egress"])
 

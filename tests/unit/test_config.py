@@ -110,6 +110,14 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("redis: {url: 'http://redis:6379'}", {}, "redis.url", "redis:// or rediss://"),
         ("redis: {sentinels: [redis]}", {}, "redis.sentinels", "is not host:port"),
         ("", {"BLOBGATE_REDIS_TIMEOUT_MS": "0"}, "redis.timeout_ms", "between 1 and 5000"),
+        ("redis: {url: 'redis://redis:6379/5'}", {}, "redis.mac_key_file",
+         "is required with redis.url or redis.sentinels"),
+        ("redis: {sentinels: ['s:26379'], url: 'redis:///5'}", {}, "redis.mac_key_file",
+         "is required"),
+        ("redis: {mac_previous_key_file: /k/old}", {}, "redis.mac_previous_key_file",
+         "needs mac_key_file"),
+        ("redis: {url: 'redis://r/5', mac_key_file: /k/new, mac_previous_key_grace_s: -1}", {},
+         "redis.mac_previous_key_grace_s", "must not be negative"),
         ("storage: {missing_ttl_s: 301}", {}, "storage.missing_ttl_s", "between 0 and 300"),
         ("storage: {proxy: {redirect_hosts: ['https://s3.example']}}", {},
          "storage.proxy.redirect_hosts", "is not a host name or host:port"),
@@ -212,6 +220,32 @@ membership: {{source: harbor_db, dsn: "postgresql://postgres@db/registry",
     assert f"membership.dsn_password_file: {'cannot read' if content is None else ''}" in (
         result.stderr)
     password_file.write_text("changeit\n")
+    assert run_cli("check-config", "--config", str(config)).returncode == 0
+
+
+@pytest.mark.parametrize(("current", "previous", "key", "why"), [
+    (None, None, "redis.mac_key_file", "cannot read"),
+    ("short\n", None, "redis.mac_key_file", "must hold at least 32 bytes"),
+    ("k" * 32, "short", "redis.mac_previous_key_file", "must hold at least 32 bytes"),
+], ids=["missing", "short", "short previous"])
+def test_check_config_needs_usable_mac_key_files(
+    tmp_path: Path, bundle: Path, current: str | None, previous: str | None, key: str, why: str,
+) -> None:
+    if current is not None:
+        (tmp_path / "mac").write_text(current)
+    if previous is not None:
+        (tmp_path / "previous").write_text(previous)
+    config = write(tmp_path, f"""
+auth: {{certificates: {bundle}}}
+redis: {{url: "redis://127.0.0.1:6379/0", mac_key_file: {tmp_path / "mac"},
+         mac_previous_key_file: {tmp_path / "previous"}}}
+""")
+    result = run_cli("check-config", "--config", str(config))
+    assert result.returncode == 2
+    assert f"{key}: " in result.stderr
+    assert why in result.stderr
+    (tmp_path / "mac").write_text("k" * 32)
+    (tmp_path / "previous").unlink(missing_ok=True)  # an absent previous key is no error
     assert run_cli("check-config", "--config", str(config)).returncode == 0
 
 

@@ -180,6 +180,10 @@ Database passwords: each mounted alone from its Secret, the file blobgate reads 
 /etc/blobgate/redis
 {{- end }}
 
+{{- define "blobgate.redisMac.dir" -}}
+/etc/blobgate/redis-mac
+{{- end }}
+
 {{/*
 The admin token: the Secret it comes from (empty: none, the admin endpoints stay
 disabled), whether the chart creates it, and where it is mounted.
@@ -255,11 +259,18 @@ blobgate.yaml: .Values.config with the values the chart derives filled in.
 {{- $_ := set $admin "token_file" (printf "%s/token" (include "blobgate.admin.dir" .)) }}
 {{- $_ := set $cfg "admin" $admin }}
 {{- end }}
-{{- if .Values.redisPassword.secretName }}
 {{- $redis := $cfg.redis | default dict }}
+{{- if .Values.redisPassword.secretName }}
 {{- $_ := set $redis "password_file" (printf "%s/password" (include "blobgate.redis.dir" .)) }}
-{{- $_ := set $cfg "redis" $redis }}
 {{- end }}
+{{- with .Values.redisMac.secretName }}
+{{- $_ := set $redis "mac_key_file" (printf "%s/%s" (include "blobgate.redisMac.dir" $) $.Values.redisMac.key) }}
+{{- $_ := set $redis "mac_previous_key_file" (printf "%s/%s" (include "blobgate.redisMac.dir" $) $.Values.redisMac.previousKey) }}
+{{- end }}
+{{- if and (or $redis.url $redis.sentinels) (not $redis.mac_key_file) }}
+{{- fail "config.redis is set: name the Secret holding the key shared entries are signed with in redisMac.secretName (kubectl create secret generic blobgate-redis-mac --from-literal=mac-key=$(openssl rand -hex 32))" }}
+{{- end }}
+{{- $_ := set $cfg "redis" $redis }}
 {{- $upstream := $cfg.upstream | default dict }}
 {{- $_ := set $upstream "url" (include "blobgate.upstreamURL" .) }}
 {{- $_ := set $cfg "upstream" $upstream }}

@@ -14,7 +14,10 @@ SCHEMES = ("redis", "rediss")
 class RedisConfig:
     """Where the shared caches live. Off unless ``url`` or ``sentinels`` is set. The
     password never sits in this file or the URL: ``BLOBGATE_REDIS_PASSWORD`` (from a
-    Secret) or ``password_file`` (a mounted Secret)."""
+    Secret) or ``password_file`` (a mounted Secret). Redis is not trusted with the
+    integrity of what it holds: every entry and message is signed with the key in
+    ``mac_key_file`` (required with Redis); ``mac_previous_key_file`` is still accepted
+    for ``mac_previous_key_grace_s`` seconds after it is first read, for rotation."""
 
     url: str | None = None
     sentinels: tuple[str, ...] = ()
@@ -24,6 +27,10 @@ class RedisConfig:
     key_prefix: str = "blobgate:"
     timeout_ms: int = 50
     retry_s: float = 5.0
+    mac_key_file: str | None = None
+    mac_previous_key_file: str | None = None
+    mac_previous_key_grace_s: float = 3600.0
+    mac_reload_interval_s: float = 10.0
 
     @property
     def enabled(self) -> bool:
@@ -44,3 +51,11 @@ class RedisConfig:
         check(bool(self.key_prefix), "key_prefix", "must not be empty")
         check(1 <= self.timeout_ms <= 5000, "timeout_ms", "must be between 1 and 5000")
         check(self.retry_s >= 0, "retry_s", "must not be negative")
+        check(self.mac_key_file is not None or not self.enabled, "mac_key_file",
+              "is required with redis.url or redis.sentinels: a file (mounted Secret) holding"
+              " the key every replica signs shared entries with, e.g. openssl rand -hex 32")
+        check(self.mac_previous_key_file is None or self.mac_key_file is not None,
+              "mac_previous_key_file", "needs mac_key_file (the current key)")
+        check(self.mac_previous_key_grace_s >= 0, "mac_previous_key_grace_s",
+              "must not be negative")
+        check(self.mac_reload_interval_s >= 0, "mac_reload_interval_s", "must not be negative")

@@ -1,10 +1,11 @@
 """A real Redis for tests and benchmarks: the machine's own on 127.0.0.1:6379 when it
 answers, else (or when a test needs to stop it or set a password) a private
 ``redis-server`` (Debian package ``redis-server``) on a free loopback port, keeping
-nothing on disk."""
+nothing on disk; and the key file blobgate's replicas sign shared entries with."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import socket
 import time
@@ -27,6 +28,15 @@ def answers(host: str, port: int, password: str | None = None) -> bool:
             return conn.recv(64).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def mac_key(workdir: Path, name: str = "redis-mac-key") -> Path:
+    """A new random key for ``redis.mac_key_file``, written to ``workdir/name``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / name
+    path.write_text(secrets.token_hex(32) + "\n")
+    path.chmod(0o600)
+    return path
 
 
 def redis_url(workdir: Path) -> tuple[str, RedisServer | None]:
