@@ -15,7 +15,6 @@ handed out is written to the audit trail.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from blobgate.errors import (
     Unauthorized,
 )
 from blobgate.gate import REFUSED, Denied, Pull
+from blobgate.jsontext import parse
 from blobgate.reference import BlobRef, Digest, parse_blob, parse_digest, parse_name
 
 URL_PATH = re.compile(r"/api/(v1|v2\.0)/blobs/([^/]+)/url")
@@ -171,7 +171,7 @@ class UrlApi:
 
     async def _json(self, request: web.BaseRequest) -> dict[str, Any]:
         try:
-            body = json.loads(await request.read())
+            body = parse(await request.read())
         except ValueError:
             raise InvalidParameter("the body must be JSON") from None
         if not isinstance(body, dict):

@@ -1,0 +1,127 @@
+"""Hostile input that once made a running gateway answer 500 with a traceback: JSON nested
+thousands of levels deep (in a token's header, in a URL-API body) and ``Range`` positions
+of thousands of digits. Each is answered like any other malformed input: a token that
+does not verify goes to the registry, a bad API body is a 400 with OCI error JSON, an
+unsatisfiable range a well-formed 416.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from hardening.wire import Answer, bearer, exchange
+
+from support.gateway import GatewayFactory
+from support.standin import StandIn
+from support.tokens import Signer
+
+Standin = tuple[StandIn, Any]
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def signed(signer: Signer, header: str) -> str:
+    """A token with exactly this header text and valid claims, signed by ``signer``."""
+    head = b64url(header.encode()) + "." + b64url(json.dumps(signer.claims("library/a")).encode())
+    assert isinstance(signer.key, rsa.RSAPrivateKey)
+    signature = signer.key.sign(head.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return head + "." + b64url(signature)
+
+
+def tokens(signer: Signer) -> dict[str, str]:
+    """Tokens whose header nests deeper than anything reads safely."""
+    return {
+        # Python's json raises RecursionError; orjson refuses it itself.
+        "3000-levels": b64url(nested(3000).encode()) + ".e30.c2ln",
+        # Within orjson's own limit (1024), with a trusted kid: refused by blobgate's depth
+        # limit before anything else reads it.
+        "1000-levels-valid-kid": signed(
+            signer, f'{{"alg":"RS256","typ":"JWT","kid":"{signer.kid}","x":{nested(1000)}}}'),
+    }
+
+
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> None:
+    errors = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+
+
+@pytest.mark.parametrize("case", ["3000-levels", "1000-levels-valid-kid"])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_a_deeply_nested_token_gets_the_registrys_answer(
+    gateway: GatewayFactory, signer: Signer, standin: Standin, blob: tuple[str, bytes],
+    caplog: pytest.LogCaptureFixture, method: str, case: str,
+) -> None:
+    client = await gateway()
+    token = tokens(signer)[case]
+    standin[0].refused.add(token)  # this registry answers the token with its 401 challenge
+    path = f"/v2/library/a/blobs/{blob[0]}"
+    with caplog.at_level(logging.INFO):
+        answer = await exchange(client.port, method, path, bearer(token))
+    assert answer.status == 401
+    assert answer.header("WWW-Authenticate") == 'Bearer realm="http://issuer/token",service="t"'
+    assert standin[0].count(method, path) == 1  # passed through, as any bad token is
+    no_errors_logged(caplog)
+
+
+def assert_parameter_invalid(answer: Answer) -> None:
+    assert answer.status == 400
+    assert (answer.header("Content-Type") or "").startswith("application/json")
+    assert json.loads(answer.body)["errors"][0]["code"] == "PARAMETER_INVALID"
+
+
+@pytest.mark.parametrize("depth", [3000, 1000, 65])
+async def test_a_deeply_nested_api_body_is_a_400(
+    gateway: GatewayFactory, standin: Standin, caplog: pytest.LogCaptureFixture, depth: int
+) -> None:
+    client = await gateway()
+    body = nested(depth).encode()
+    with caplog.at_level(logging.INFO):
+        answer = await exchange(client.port, "POST", "/api/v1/blobs/urls",
+                                [("Content-Type", "application/json"),
+                                 ("Content-Length", str(len(body)))], body=body)
+    assert_parameter_invalid(answer)
+    assert standin[0].requests == []
+    no_errors_logged(caplog)
+
+
+async def test_a_deep_value_inside_a_valid_api_body_is_a_400(
+    gateway: GatewayFactory, signer: Signer, blob: tuple[str, bytes],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Within orjson's limit, with a valid token: the value reaches no code that recurses."""
+    client = await gateway()
+    body = (f'{{"repository":"library/a","digests":["{blob[0]}"],'
+            f'"expires_in":{nested(1000)}}}').encode()
+    with caplog.at_level(logging.INFO):
+        answer = await exchange(client.port, "POST", "/api/v1/blobs/urls",
+                                [*bearer(signer.token("library/a")),
+                                 ("Content-Length", str(len(body)))], body=body)
+    assert_parameter_invalid(answer)
+    no_errors_logged(caplog)
+
+
+async def test_moderately_nested_api_bodies_are_still_read(
+    gateway: GatewayFactory, signer: Signer, blob: tuple[str, bytes],
+) -> None:
+    """The depth limit refuses nothing a real body holds: extra keys nested 60 deep."""
+    client = await gateway()
+    body = (f'{{"repository":"library/a","digests":["{blob[0]}"],'
+            f'"x":{nested(60)}}}').encode()
+    answer = await exchange(client.port, "POST", "/api/v1/blobs/urls",
+                            [*bearer(signer.token("library/a")),
+                             ("Content-Length", str(len(body)))], body=body)
+    assert answer.status == 200
+    assert json.loads(answer.body)["urls"][0]["digest"] == blob[0]
