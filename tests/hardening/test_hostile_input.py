@@ -13,12 +13,14 @@ import logging
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from blobgate.config import RoutingConfig, S3Config, StorageConfig
 from hardening.wire import Answer, bearer, exchange
 
-from support.gateway import GatewayFactory
+from support.gateway import BUCKET, GatewayFactory
 from support.standin import StandIn
 from support.tokens import Signer
 
@@ -125,3 +127,48 @@ async def test_moderately_nested_api_bodies_are_still_read(
                              ("Content-Length", str(len(body)))], body=body)
     assert answer.status == 200
     assert json.loads(answer.body)["urls"][0]["digest"] == blob[0]
+
+
+HUGE = "9" * 5000
+
+
+@pytest.fixture(params=["stream-rule", "proxy-backend"])
+async def streaming(request: pytest.FixtureRequest, gateway: GatewayFactory,
+                    s3_server: Any) -> TestClient[Any, Any]:
+    """A gateway that streams blob bytes: from S3 by a routing rule, or from the registry."""
+    if request.param == "stream-rule":
+        return await gateway(routing=RoutingConfig(default="stream"))
+    s3 = S3Config(bucket=BUCKET, endpoint_url=s3_server.endpoint_url)
+    return await gateway(storage=StorageConfig(backend="proxy", s3=s3))
+
+
+@pytest.mark.parametrize("header", [f"bytes={HUGE}-", f"bytes={'0' * 3000}{HUGE[:2000]}-",
+                                    f"bytes={HUGE[:4000]}-{HUGE[:4000]}"])
+async def test_a_range_of_thousands_of_digits_is_a_well_formed_416(
+    streaming: TestClient[Any, Any], signer: Signer, blob: tuple[str, bytes],
+    caplog: pytest.LogCaptureFixture, header: str,
+) -> None:
+    with caplog.at_level(logging.INFO):
+        answer = await exchange(streaming.port, "GET", f"/v2/library/a/blobs/{blob[0]}",
+                                [*bearer(signer.token("library/a")), ("Range", header)])
+    assert answer.status == 416
+    assert answer.header("Content-Range") == f"bytes */{len(blob[1])}"
+    no_errors_logged(caplog)
+
+
+@pytest.mark.parametrize(("header", "first"), [(f"bytes=100-{HUGE}", 100),
+                                             (f"bytes={'0' * 5000}100-", 100),
+                                             (f"bytes=-{HUGE}", 0)])
+async def test_huge_last_positions_and_suffixes_mean_to_the_end(
+    streaming: TestClient[Any, Any], signer: Signer, blob: tuple[str, bytes], header: str,
+    first: int,
+) -> None:
+    answer = await exchange(streaming.port, "GET", f"/v2/library/a/blobs/{blob[0]}",
+                            [*bearer(signer.token("library/a")), ("Range", header)])
+    size = len(blob[1])
+    if first == 0:  # a suffix longer than the blob: all of it
+        assert (answer.status, answer.header("Content-Range")) == (200, None)
+    else:
+        assert answer.status == 206
+        assert answer.header("Content-Range") == f"bytes {first}-{size - 1}/{size}"
+    assert answer.body == blob[1][first:]
