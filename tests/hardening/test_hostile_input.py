@@ -2,11 +2,13 @@
 thousands of levels deep (in a token's header, in a URL-API body) and ``Range`` positions
 of thousands of digits. Each is answered like any other malformed input: a token that
 does not verify goes to the registry, a bad API body is a 400 with OCI error JSON, an
-unsatisfiable range a well-formed 416.
+unsatisfiable range a well-formed 416. URL-API bodies that are too large, or that stop
+arriving, are answered too (400, 408).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -17,8 +19,8 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from blobgate.config import RoutingConfig, S3Config, StorageConfig
-from hardening.wire import Answer, bearer, exchange
+from blobgate.config import RoutingConfig, S3Config, ServerConfig, StorageConfig
+from hardening.wire import HOST, Answer, bearer, exchange, parse, request_bytes
 
 from support.gateway import BUCKET, GatewayFactory
 from support.standin import StandIn
@@ -127,6 +129,35 @@ async def test_moderately_nested_api_bodies_are_still_read(
                              ("Content-Length", str(len(body)))], body=body)
     assert answer.status == 200
     assert json.loads(answer.body)["urls"][0]["digest"] == blob[0]
+
+
+async def test_an_api_body_over_a_mebibyte_is_a_400(
+    gateway: GatewayFactory, standin: Standin,
+) -> None:
+    client = await gateway()
+    body = b'{"repository":"library/a","digests":[' + b'"x",' * (1 << 18) + b'"x"]}'
+    answer = await exchange(client.port, "POST", "/api/v1/blobs/urls",
+                            [("Content-Length", str(len(body)))], body=body)
+    assert_parameter_invalid(answer)
+    assert "1048576 bytes" in json.loads(answer.body)["errors"][0]["message"]
+
+
+@pytest.mark.timeout(60)
+async def test_an_api_body_that_stops_arriving_is_a_408(
+    gateway: GatewayFactory, standin: Standin,
+) -> None:
+    """``server.client_body_timeout_s`` covers the bodies blobgate reads itself too."""
+    client = await gateway(server=ServerConfig(client_body_timeout_s=1))
+    reader, writer = await asyncio.open_connection(HOST, client.port)
+    try:
+        writer.write(request_bytes("POST", "/api/v1/blobs/urls",
+                                   [("Content-Length", "1000")], client.port) + b'{"repo')
+        await writer.drain()
+        answer = parse(await reader.read(), "POST")  # answered, then closed
+    finally:
+        writer.close()
+    assert answer.status == 408
+    assert json.loads(answer.body)["errors"][0]["code"] == "UNKNOWN"
 
 
 HUGE = "9" * 5000

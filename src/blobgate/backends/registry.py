@@ -39,7 +39,9 @@ class RegistryBlobs:
         self, ref: BlobRef, authorization: str, span: Span
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         extra = {} if span.whole else {"Range": f"bytes={span.first}-{span.last}"}
-        async with await self._fetch("GET", ref, authorization, extra) as response:
+        # Bytes relayed for a client: one of the relay pool's places while they flow.
+        async with (self._upstream.slot(),
+                    await self._fetch("GET", ref, authorization, extra) as response):
             if response.status != (200 if span.whole else 206):
                 raise StorageError(f"registry GET gave {response.status}", "unexpected_status")
             yield self._chunks(response)
