@@ -15,7 +15,6 @@ handed out is written to the audit trail.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from blobgate.accesslog import info_of
 from blobgate.audit import Audit, AuditRecord
 from blobgate.backends.contract import URL_OPTIONS, Presigner, URLOptions
 from blobgate.blobs import BlobService
+from blobgate.bodies import read_body
 from blobgate.callers import Callers
 from blobgate.errors import (
     BlobUnknown,
@@ -38,12 +38,14 @@ from blobgate.errors import (
     Unauthorized,
 )
 from blobgate.gate import REFUSED, Denied, Pull
+from blobgate.jsontext import parse
 from blobgate.reference import BlobRef, Digest, parse_blob, parse_digest, parse_name
 from blobgate.routing import client_address
 
 URL_PATH = re.compile(r"/api/(v1|v2\.0)/blobs/([^/]+)/url")
 BATCH_PATH = "/api/v1/blobs/urls"
 SEED_DEFAULT_EXPIRES_S = 3600
+MAX_BODY_BYTES = 1 << 20  # aiohttp's own default limit on a request read whole
 WEEK_S = 7 * 24 * 3600
 _SECONDS = re.compile(r"[0-9]{1,9}")
 _FILENAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
@@ -82,6 +84,7 @@ class UrlApi:
     max_batch: int
     concurrency: int
     max_expires_s: int
+    body_timeout_s: float  # server.client_body_timeout_s
 
     async def route(self, request: web.BaseRequest, target: str) -> web.StreamResponse | None:
         """The answer for an API request, or ``None`` when the path is not this API's."""
@@ -172,7 +175,7 @@ class UrlApi:
 
     async def _json(self, request: web.BaseRequest) -> dict[str, Any]:
         try:
-            body = json.loads(await request.read())
+            body = parse(await read_body(request, self.body_timeout_s, MAX_BODY_BYTES))
         except ValueError:
             raise InvalidParameter("the body must be JSON") from None
         if not isinstance(body, dict):

@@ -36,6 +36,7 @@ from blobgate.errors import (
 )
 from blobgate.expiring import ExpiringCache
 from blobgate.gate import Pull
+from blobgate.jsontext import parse
 from blobgate.upstream import Upstream, translate_errors
 
 CURRENT_USER = "/api/v2.0/users/current"
@@ -52,7 +53,7 @@ async def _json(response: ClientResponse) -> Any:
     """The response's JSON body; ``UpstreamUnavailable`` when it is cut off or not JSON."""
     try:
         async with translate_errors():
-            return await response.json(content_type=None)
+            return await response.json(content_type=None, loads=parse)
     except ValueError:
         raise UpstreamUnavailable("the answer is not JSON", {"path": response.url.path}) from None
 

@@ -17,8 +17,10 @@ so handlers deal with one family only::
         ├── Unauthorized         401 UNAUTHORIZED, with its own challenge (URL API)
         ├── AccessDenied         403 DENIED: known caller, no pull grant (URL API)
         ├── BlobUnknown          404 BLOB_UNKNOWN (URL API)
+        ├── ClientBodyTimeout    408 UNKNOWN: the client stopped sending its body
         ├── UpstreamUnavailable  502 UNAVAILABLE
         ├── StorageUnavailable   503 UNAVAILABLE (URL API)
+        ├── UpstreamBusy         503 UNAVAILABLE, with Retry-After: no connection freed
         ├── UpstreamTimeout      504 UNAVAILABLE
         └── TargetUnsupported    400 UNSUPPORTED (a request target that is not a path)
 """
@@ -140,6 +142,21 @@ class BlobUnknown(RegistryError):
     status = 404
 
 
+class ClientBodyTimeout(RegistryError):
+    """The client sent no byte of its request body for ``server.client_body_timeout_s``.
+
+    The OCI error codes have none for this; ``UNKNOWN`` is distribution's last resort.
+    """
+
+    code = "UNKNOWN"
+    status = 408
+
+    def response(self) -> web.Response:
+        response = super().response()
+        response.force_close()  # the rest of the body is never read: the connection is done
+        return response
+
+
 class UpstreamUnavailable(RegistryError):
     """The upstream registry could not be reached or broke the connection."""
 
@@ -152,6 +169,21 @@ class UpstreamTimeout(RegistryError):
 
     code = "UNAVAILABLE"
     status = 504
+
+
+class UpstreamBusy(RegistryError):
+    """Every relay connection to the registry stayed in use for ``upstream.pool_timeout_s``;
+    the client is told when to try again."""
+
+    code = "UNAVAILABLE"
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "Retry-After": str(self.retry_after_s)}
 
 
 class StorageUnavailable(RegistryError):

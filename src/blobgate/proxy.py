@@ -1,7 +1,8 @@
 """The transparent pass-through: everything that is not a servable blob goes upstream.
 
 Method, path (still percent-encoded), query, headers and bodies are relayed as they
-are, streamed in both directions so a 1 GiB upload or download never sits in memory.
+are, streamed in both directions so a 1 GiB upload or download never sits in memory (a
+body that goes quiet for ``server.client_body_timeout_s`` ends the request: ``bodies``).
 Hop-by-hop headers are dropped, ``X-Forwarded-*`` added, and an absolute ``Location``
 pointing at the upstream's own origin is rewritten to the origin the client used, so
 upload sessions keep working through the gateway. Nothing is re-encoded.
@@ -18,7 +19,8 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from blobgate.errors import TargetUnsupported
+from blobgate.bodies import ClientBody
+from blobgate.errors import RegistryError, TargetUnsupported
 from blobgate.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -127,11 +129,24 @@ class BodyObserver(Protocol):
 async def forward(
     request: web.BaseRequest, upstream: Upstream, observer: BodyObserver | None = None
 ) -> web.StreamResponse:
-    """Relay ``request`` upstream and stream the answer back (a copy to ``observer``)."""
-    body = request.content if request.body_exists else None
-    upstream_response = await upstream.request(
-        request.method, request_target(request), headers=request_headers(request), data=body
-    )
+    """Relay ``request`` upstream, within one of the relay pool's places, and stream the
+    answer back (a copy to ``observer``)."""
+    async with upstream.slot():
+        return await _relay(request, upstream, observer)
+
+
+async def _relay(
+    request: web.BaseRequest, upstream: Upstream, observer: BodyObserver | None
+) -> web.StreamResponse:
+    body = ClientBody(request, upstream.client_body_timeout_s) if request.body_exists else None
+    try:
+        upstream_response = await upstream.request(
+            request.method, request_target(request), headers=request_headers(request),
+            data=body)
+    except RegistryError:
+        if body is not None and body.timed_out is not None:
+            raise body.timed_out from None  # the client went quiet, not the registry
+        raise
     async with upstream_response:
         response = web.StreamResponse(
             status=upstream_response.status,

@@ -1,6 +1,6 @@
 """Everything a running gateway holds, opened together and closed together.
 
-``open_services`` builds the upstream session, the storage backend (its byte source
+``open_services`` builds the upstream sessions, the storage backend (its byte source
 and URL signers, chosen by ``backends.choice``), the gate (the registry's verdicts on
 tokens; membership from upstream or Harbor's database, cached), the audit sink, the
 manifest warmer, the URL API and the file watchers for rotating keys, in dependency
@@ -35,7 +35,7 @@ from blobgate.replicas import Replicas
 from blobgate.routing import RoutingPolicy, parse_networks
 from blobgate.sealing import key_watcher
 from blobgate.shared import Shared, open_shared
-from blobgate.upstream import Upstream
+from blobgate.upstream import Upstream, open_upstream
 from blobgate.warmup import ManifestWarmer
 from blobgate.watch import FileWatcher
 
@@ -92,8 +92,8 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats, lines: Lin
                         ) -> AsyncIterator[Services]:
     """All services for ``cfg`` (audit lines to ``lines``), closed when the context ends."""
     async with AsyncExitStack() as stack:
-        session = await stack.enter_async_context(Upstream.new_session(cfg.upstream))
-        upstream = Upstream(cfg.upstream, session, stats)
+        upstream = await stack.enter_async_context(
+            open_upstream(cfg.upstream, stats, cfg.server.client_body_timeout_s))
         audit = await stack.enter_async_context(
             open_audit(cfg.audit, stats, cfg.server.shutdown_grace_s, lines))
         shared = (await stack.enter_async_context(open_shared(cfg.redis, stats))
@@ -141,7 +141,7 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats, lines: Lin
                               cfg.auth.token_cache_size)
             stats.caches["credential_exchange"] = callers.exchanges
             api = UrlApi(blobs, audit, callers, cfg.api.max_batch, cfg.api.concurrency,
-                         cfg.api.max_expires_s)
+                         cfg.api.max_expires_s, cfg.server.client_body_timeout_s)
         warmer = None
         if cfg.membership.warm_from_manifests:
             warmer = ManifestWarmer(blobs, cfg.membership.warm_max_blobs)

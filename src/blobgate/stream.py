@@ -23,8 +23,12 @@ from blobgate.reference import BlobRef
 
 log = logging.getLogger(__name__)
 
-_SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_SINGLE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")  # ASCII digits only
 API_VERSION = {"Docker-Distribution-Api-Version": "registry/2.0"}
+# A position of more digits than this is past the end of any blob (10**18 bytes is an
+# exabyte), and ``int()`` refuses texts of more than 4300 digits.
+_MAX_DIGITS = 18
+_BEYOND_ANY_BLOB = 10**_MAX_DIGITS
 
 
 class RangeNotSatisfiable(Exception):
@@ -38,17 +42,25 @@ def parse_range(header: str | None, size: int) -> Span:
     if match is None or match[1] == match[2] == "":
         return whole
     if match[1] == "":  # suffix: the last N bytes
-        suffix = int(match[2])
+        suffix = _position(match[2])
         if suffix == 0:
             raise RangeNotSatisfiable
         return Span(max(size - suffix, 0), size - 1, size)
-    first = int(match[1])
-    last = min(int(match[2]), size - 1) if match[2] else size - 1
+    first = _position(match[1])
+    last = min(_position(match[2]), size - 1) if match[2] else size - 1
     if first >= size or first > last:
-        if match[2] and int(match[2]) < first:
+        if match[2] and _position(match[2]) < first:
             return whole  # syntactically invalid (last < first): ignore the header
         raise RangeNotSatisfiable
     return Span(first, last, size)
+
+
+def _position(digits: str) -> int:
+    """A byte position from a ``Range`` header; any number too long to be a position in a
+    blob reads as one past every blob's end (so a huge first byte is unsatisfiable and a
+    huge last byte or suffix means "to the end")."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_DIGITS else _BEYOND_ANY_BLOB
 
 
 def _headers(ref: BlobRef, span: Span) -> dict[str, str]:

@@ -14,10 +14,10 @@ import pytest
 from botocore.exceptions import NoCredentialsError
 
 from blobgate.app import SERVICES
-from blobgate.config import ProxyConfig, RouteRule, RoutingConfig, S3Config, StorageConfig
+from blobgate.config import RouteRule, RoutingConfig, S3Config, StorageConfig
 
 from support.gateway import BUCKET, GatewayFactory, Scrape
-from support.standin import StandIn
+from support.standin import StandIn, storage_on_loopback
 from support.tcpproxy import TCPProxy
 from support.tokens import Signer
 
@@ -36,13 +36,6 @@ def blob(put_blob: Any, standin: Standin, data: bytes) -> str:
     digest: str = put_blob(data)
     standin[0].blobs[("library/a", digest)] = data
     return digest
-
-
-def storage_on_loopback(standin: Standin) -> ProxyConfig:
-    """The proxy backend allowed to follow the stand-in's redirects to its storage, which
-    is on loopback under the name ``localhost``."""
-    return ProxyConfig(redirect_hosts=(f"localhost:{standin[1].port}",),
-                       allow_private_redirects=True)
 
 
 def auth(signer: Signer, **extra: str) -> dict[str, str]:

@@ -13,8 +13,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+
+from blobgate.config import ProxyConfig
 
 UNAUTHORIZED = {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}
 UNKNOWN = {"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown to registry"}]}
@@ -207,3 +210,10 @@ class StandIn:
         app.router.add_route("GET", "/gzip", self.gzip)
         app.router.add_route("*", "/{tail:.*}", self.echo)
         return app
+
+
+def storage_on_loopback(standin: tuple[StandIn, Any]) -> ProxyConfig:
+    """The proxy backend allowed to follow the stand-in's redirects to its storage, which
+    is on loopback under the name ``localhost``."""
+    return ProxyConfig(redirect_hosts=(f"localhost:{standin[1].port}",),
+                       allow_private_redirects=True)

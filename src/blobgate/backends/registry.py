@@ -20,7 +20,7 @@ from blobgate.backends.redirects import ForbiddenAddress, PublicResolver, Redire
 from blobgate.config import ProxyConfig
 from blobgate.errors import StorageError
 from blobgate.reference import BlobRef
-from blobgate.upstream import Upstream
+from blobgate.upstream import Upstream, new_session
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -29,7 +29,7 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 async def open_registry(upstream: Upstream, cfg: ProxyConfig) -> AsyncIterator[RegistryBlobs]:
     """The registry backend, with its session for storage redirects open meanwhile."""
     resolver = None if cfg.allow_private_redirects else PublicResolver()
-    session = Upstream.new_session(upstream.cfg, resolver)
+    session = new_session(upstream.cfg, upstream.cfg.max_connections, resolver)
     try:
         yield RegistryBlobs(upstream, session, RedirectPolicy(cfg, upstream.origin,
                                                               upstream.stats))
@@ -59,7 +59,9 @@ class RegistryBlobs:
         self, ref: BlobRef, authorization: str, span: Span
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         extra = {} if span.whole else {"Range": f"bytes={span.first}-{span.last}"}
-        async with await self._fetch("GET", ref, authorization, extra) as response:
+        # Bytes relayed for a client: one of the relay pool's places while they flow.
+        async with (self._upstream.slot(),
+                    await self._fetch("GET", ref, authorization, extra) as response):
             if response.status != (200 if span.whole else 206):
                 raise StorageError(f"registry GET gave {response.status}", "unexpected_status")
             yield self._chunks(response)

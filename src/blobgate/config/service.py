@@ -57,6 +57,7 @@ class ServerConfig:
     public_hosts: tuple[str, ...] = ()
     shutdown_grace_s: float = 30.0
     keepalive_timeout_s: float = 75.0
+    client_body_timeout_s: float = 60.0
     backlog: int = 2048
     workers: int = 1
     event_loop: str = "asyncio"
@@ -68,6 +69,7 @@ class ServerConfig:
         check(self.event_loop != "uvloop" or find_spec("uvloop") is not None, "event_loop",
               "uvloop is not installed")
         check(self.keepalive_timeout_s > 0, "keepalive_timeout_s", "must be positive")
+        check(self.client_body_timeout_s > 0, "client_body_timeout_s", "must be positive")
         check(1 <= self.backlog <= 65535, "backlog", "must be between 1 and 65535")
         check(1 <= self.port <= 65535, "port", "must be between 1 and 65535")
         check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "must not be negative")
@@ -96,6 +98,8 @@ class UpstreamConfig:
     check_timeout_s: float = 5.0
     connect_timeout_s: float = 5.0
     max_connections: int = 256
+    pool_timeout_s: float = 30.0
+    check_max_connections: int = 64
     tls: ClientTLSConfig = field(default_factory=ClientTLSConfig)
 
     def __post_init__(self) -> None:
@@ -104,6 +108,8 @@ class UpstreamConfig:
         check(self.check_timeout_s > 0, "check_timeout_s", "must be positive")
         check(self.connect_timeout_s > 0, "connect_timeout_s", "must be positive")
         check(self.max_connections > 0, "max_connections", "must be positive")
+        check(self.pool_timeout_s > 0, "pool_timeout_s", "must be positive")
+        check(self.check_max_connections > 0, "check_max_connections", "must be positive")
 
 
 @dataclass(frozen=True)
