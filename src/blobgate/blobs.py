@@ -64,7 +64,7 @@ class BlobService:
         if grant is None or ref.name not in grant.pullable:
             return await self._pass(request, info, "denied")
         info.user = grant.subject
-        member = self.gate.known(ref, authorization[0])  # a warm request needs no awaiting
+        member = self.gate.known(ref, grant)  # a warm request needs no awaiting
         if member is None:
             pull = Pull(authorization[0], grant, ref.name, "blobs")
             try:

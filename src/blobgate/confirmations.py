@@ -8,9 +8,10 @@ very token for. It learns that from the registry's own answers to that token: th
 manifest ``GET``/``HEAD`` every pull starts with (passed through, so free), or the one
 membership ``HEAD`` blobgate sends with the token when it has nothing else to go on.
 
-An acceptance is kept per (``Authorization`` value, repository) until the token expires
-or ``ttl_s`` passes, whichever is first; a refusal (``401``/``403``) replaces it and is
-kept for ``refusal_ttl_s``, so a refused token cannot make blobgate ask again and again.
+An acceptance is kept per (token, repository) until the token expires or ``ttl_s``
+passes, whichever is first; the token is named by its SHA-256 (``Grant.key``: 32 bytes
+however long the token is). A refusal (``401``/``403``) replaces it and is kept for
+``refusal_ttl_s``, so a refused token cannot make blobgate ask again and again.
 With ``shared``, verdicts are also kept in the replicas' Redis (keyed by a hash of the
 token), so a pull whose manifest request reached another replica costs nothing here.
 """
@@ -37,46 +38,46 @@ class Confirmations:
         self._refusal_ttl_s = refusal_ttl_s
         self._clock = clock
         self._shared = shared
-        self.cache: ExpiringCache[tuple[str, str], tuple[bool, float]] = ExpiringCache(
+        self.cache: ExpiringCache[tuple[bytes, str], tuple[bool, float]] = ExpiringCache(
             maxsize, lambda verdict: verdict[1], clock
         )
 
-    def verdict(self, authorization: str, name: str) -> bool | None:
+    def verdict(self, token: bytes, name: str) -> bool | None:
         """``True``: accepted; ``False``: refused; ``None``: not known (ask the registry)."""
-        entry = self.cache.get((authorization, name))
+        entry = self.cache.get((token, name))
         return None if entry is None else entry[0]
 
-    async def recall(self, authorization: str, name: str) -> bool | None:
+    async def recall(self, token: bytes, name: str) -> bool | None:
         """The verdict another replica learnt (kept here too), or ``None``."""
         if self._shared is None:
             return None
-        value = await self._shared.get(VERDICTS, f"{token_key(authorization)}:{name}")
+        value = await self._shared.get(VERDICTS, f"{token_key(token)}:{name}")
         verdict, _, until = (value or "").partition("|")
         if verdict not in ("0", "1") or float(until or 0) <= self._clock():
             return None
-        self.cache.put((authorization, name), (verdict == "1", float(until)))
+        self.cache.put((token, name), (verdict == "1", float(until)))
         return verdict == "1"
 
     def record(
-        self, authorization: str, name: str, status: int, token_expires_at: float
+        self, token: bytes, name: str, status: int, token_expires_at: float
     ) -> bool | None:
         """Learn from the registry's ``status`` for a pull-kind request with this token on
         ``name``; returns the verdict it implies (``None`` when the status says nothing:
         a ``404``, a ``5xx``, a redirect)."""
         if 200 <= status < 300:
-            return self.accept(authorization, name, token_expires_at)
+            return self.accept(token, name, token_expires_at)
         if status in REFUSED_STATUSES:
-            self._keep(authorization, name, False, self._clock() + self._refusal_ttl_s)
+            self._keep(token, name, False, self._clock() + self._refusal_ttl_s)
             return False
         return None
 
-    def accept(self, authorization: str, name: str, token_expires_at: float) -> bool:
+    def accept(self, token: bytes, name: str, token_expires_at: float) -> bool:
         """Record that the registry accepted this token for ``name``."""
-        self._keep(authorization, name, True, min(token_expires_at, self._clock() + self._ttl_s))
+        self._keep(token, name, True, min(token_expires_at, self._clock() + self._ttl_s))
         return True
 
-    def _keep(self, authorization: str, name: str, verdict: bool, until: float) -> None:
-        self.cache.put((authorization, name), (verdict, until))
+    def _keep(self, token: bytes, name: str, verdict: bool, until: float) -> None:
+        self.cache.put((token, name), (verdict, until))
         if self._shared is not None:
-            self._shared.put(VERDICTS, f"{token_key(authorization)}:{name}",
+            self._shared.put(VERDICTS, f"{token_key(token)}:{name}",
                              f"{int(verdict)}|{until}", until - self._clock())
