@@ -10,6 +10,11 @@ at the token service: ``callers``) and the blob must be in it and in storage; wi
 repository (seed endpoint only) the caller must be a system administrator. This API is
 blobgate's own, so refusals are blobgate's ``401``/``403`` with a challenge. Every URL
 handed out is written to the audit trail.
+
+A batch answers each distinct digest once, in the order first given (a repeated digest is
+not answered again), so ``[d] * 100`` costs what ``[d]`` does: one look at storage, one
+signature, one audit record. Whether a blob is in storage is the blob path's own cached
+answer (``URLCache``), shared with redirects and with concurrent callers.
 """
 
 from __future__ import annotations
@@ -149,6 +154,7 @@ class UrlApi:
             raise InvalidParameter("digests must be a list of digest strings")
         if not 1 <= len(digests) <= self.max_batch:
             raise InvalidParameter(f"digests must hold 1 to {self.max_batch} entries")
+        digests = list(dict.fromkeys(digests))  # each distinct digest once, first order
         pull = await self._authorize(request, name)
         presigner = self.blobs.presigner_for(request, custom=False)
         raw = body.get("expires_in")

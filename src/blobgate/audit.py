@@ -10,7 +10,9 @@ request's line also carries the request's access-line fields and is its only lin
 ``PostgresAudit`` queues records in a bounded queue and writes them in batches with
 ``COPY``; it never blocks or fails a pull: when the database is slow or down, records
 that do not fit are dropped and counted (``blobgate_audit_records_total{result="dropped"}``),
-and on shutdown whatever is queued is flushed.
+and on shutdown whatever is queued is flushed. One caller (a token's subject; anonymous
+callers together) may hold at most ``caller_queue_size`` records of the queue, so no
+caller, with URL-API batches or plain pulls, can crowd the others' records out.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
@@ -153,6 +155,7 @@ class PostgresAudit:
         self._cfg = cfg
         self._stats = stats
         self._queue: deque[AuditRecord] = deque()
+        self._queued: Counter[str] = Counter()  # records in the queue, per user_name
         self._wake = asyncio.Event()
         self._pool = LazyPool(cfg.dsn or "", max_size=2, init_sql=_DDL.format(table=cfg.table),
                               password_file=cfg.dsn_password_file)
@@ -161,11 +164,24 @@ class PostgresAudit:
         self.enabled = True
 
     def submit(self, record: AuditRecord) -> None:
-        if len(self._queue) >= self._cfg.queue_size:
+        caller = record.user_name
+        if (len(self._queue) >= self._cfg.queue_size
+                or self._queued[caller] >= self._cfg.caller_queue_size):
             self._stats.audit["dropped"] += 1
             return
         self._queue.append(record)
+        self._queued[caller] += 1
         self._wake.set()
+
+    def _take(self) -> AuditRecord:
+        """The oldest queued record, out of the queue and its caller's share."""
+        record = self._queue.popleft()
+        left = self._queued[record.user_name] - 1
+        if left:
+            self._queued[record.user_name] = left
+        else:
+            del self._queued[record.user_name]
+        return record
 
     def start(self) -> None:
         """Start the background writer."""
@@ -201,7 +217,7 @@ class PostgresAudit:
         deadline: float | None = None
         while len(batch) < self._cfg.batch_size:
             if self._queue:
-                batch.append(self._queue.popleft())
+                batch.append(self._take())
                 deadline = deadline or loop.time() + self._cfg.flush_interval_s
                 continue
             remaining = None if deadline is None else deadline - loop.time()

@@ -7,12 +7,22 @@ by libtrust ``kid`` or by an ``x5c`` chain ending in a trusted certificate; algo
 pinned to asymmetric ones and must match the key type; ``iss``, ``aud`` (a string),
 ``exp`` and ``nbf`` are enforced with leeway. Anything that does not verify yields
 ``None`` and the request goes to the registry, which owns the challenge.
+
+Only one spelling of a token is served: ``Bearer <header>.<payload>.<signature>``, each
+part canonical unpadded base64url, the whole header at most 16 KiB. distribution takes the
+scheme case-insensitively but then exactly one space and no whitespace in the token;
+Harbor core takes ``Bearer`` in that case only; the spelling every real client sends is
+the one both accept. Any other spelling (``bEaReR``, padding spaces or tabs, non-zero
+spare bits in a part's last character) is passed through untouched, never verified nor
+cached, so respelling one token cannot make new cache entries or upstream checks.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,18 +41,27 @@ from blobgate.keys import PublicKey, TrustedKeys
 
 log = logging.getLogger(__name__)
 
-MAX_TOKEN_LENGTH = 16 * 1024
+MAX_AUTHORIZATION_LENGTH = 16 * 1024
+SCHEME = "Bearer "
+MAX_TOKEN_LENGTH = MAX_AUTHORIZATION_LENGTH - len(SCHEME)
 MAX_CHAIN_LENGTH = 5
+
+_COMPACT_JWS = re.compile(r"Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
+_BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_SPARE_BITS = {0: 0, 2: 0b1111, 3: 0b11}  # by length % 4: the last character's unused bits
 
 
 @dataclass(frozen=True, slots=True)
 class Grant:
     """What a verified token allows: the repositories it may pull from, and when it was
-    issued (``None`` without an ``iat`` claim; Harbor refuses such tokens)."""
+    issued (``None`` without an ``iat`` claim; Harbor refuses such tokens). ``key`` is the
+    token's SHA-256: what the registry's verdicts on the token are kept under (32 bytes
+    whatever the token's length, and never the token itself)."""
 
     subject: str
     expires_at: float
     pullable: frozenset[str]
+    key: bytes
     issued_at: float | None = None
 
     def can_pull(self, name: str) -> bool:
@@ -51,14 +70,21 @@ class Grant:
 
 
 def bearer_token(authorization: list[str]) -> str | None:
-    """The token from the request's ``Authorization`` values, if exactly one Bearer is sent."""
-    if len(authorization) != 1:
+    """The token from the request's ``Authorization`` values when exactly one is sent and
+    it is spelt canonically (see the module's docstring), else ``None``."""
+    if len(authorization) != 1 or len(authorization[0]) > MAX_AUTHORIZATION_LENGTH:
         return None
-    scheme, _, token = authorization[0].partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH:
+    match = _COMPACT_JWS.fullmatch(authorization[0])
+    if match is None or not all(_canonical(part) for part in match[1].split(".")):
         return None
-    return token
+    return match[1]
+
+
+def _canonical(part: str) -> bool:
+    """True when ``part`` is the one base64url spelling of its bytes (no spare bits set:
+    decoders ignore them, so up to 16 spellings would decode alike)."""
+    spare = _SPARE_BITS.get(len(part) % 4)
+    return spare is not None and _BASE64URL.index(part[-1]) & spare == 0
 
 
 def pullable_repositories(access: Any) -> frozenset[str]:
@@ -156,7 +182,8 @@ class TokenVerifier:
         """The grant of the request's Bearer token, else ``None``.
 
         ``authorization`` holds the request's ``Authorization`` values; grants are cached
-        by the header value itself, so a repeat request costs one lookup, no parsing.
+        by the header value itself, so a repeat request costs one lookup, no parsing. Only
+        canonical values are ever stored (``bearer_token``), so each token has one entry.
         """
         if len(authorization) != 1:
             return None
@@ -171,8 +198,11 @@ class TokenVerifier:
     def verify(self, token: str) -> Grant | None:
         """The grant of a valid token, else ``None`` (the reason is logged at debug level).
 
-        Not cached: ``grant`` is the request path's entry.
+        Not cached: ``grant`` is the request path's entry. A token longer than
+        ``MAX_TOKEN_LENGTH`` is not looked at.
         """
+        if len(token) > MAX_TOKEN_LENGTH:
+            return None
         try:
             return self._decode(token)
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
@@ -205,6 +235,7 @@ class TokenVerifier:
             expires_at=float(claims["exp"]),
             pullable=pullable_repositories(claims.get("access")),
             issued_at=None if issued_at is None else float(issued_at),
+            key=hashlib.sha256(token.encode()).digest(),
         )
 
     def _signing_key(self, header: Mapping[str, Any]) -> PublicKey | None:

@@ -64,7 +64,7 @@ class BlobService:
         if grant is None or ref.name not in grant.pullable:
             return await self._pass(request, info, "denied")
         info.user = grant.subject
-        member = self.gate.known(ref, authorization[0])  # a warm request needs no awaiting
+        member = self.gate.known(ref, grant)  # a warm request needs no awaiting
         if member is None:
             pull = Pull(authorization[0], grant, ref.name, "blobs")
             try:
@@ -106,9 +106,11 @@ class BlobService:
         return self.urls if in_networks(address, self.cdn_bypass) else self.cdn_urls
 
     async def stored_size(self, digest: Digest) -> int:
-        """The size of the blob's object in storage (``NotInStorage`` when it is not there)."""
+        """The size of the blob's object in storage (``NotInStorage`` when it is not there):
+        the URL cache's answer, so redirects and the URL API share one look per digest."""
         assert self.urls is not None, "only a backend that presigns has objects to look at"
-        return await self.urls.presence.size(digest)
+        signed = await self.urls.url_for(digest)
+        return signed.size if signed.size is not None else await self.urls.presence.size(digest)
 
     def presigner_for(self, request: web.BaseRequest, custom: bool) -> Presigner:
         """The signer the URL API uses for this client (the store's own when response

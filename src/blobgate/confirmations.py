@@ -8,14 +8,15 @@ very token for. It learns that from the registry's own answers to that token: th
 manifest ``GET``/``HEAD`` every pull starts with (passed through, so free), or the one
 membership ``HEAD`` blobgate sends with the token when it has nothing else to go on.
 
-An acceptance is kept per (``Authorization`` value, repository) until the token expires
-or ``ttl_s`` passes, whichever is first; a refusal (``401``/``403``) replaces it and is
-kept for ``refusal_ttl_s``, so a refused token cannot make blobgate ask again and again.
-With ``shared``, verdicts are also kept in the replicas' Redis (keyed by a hash of the
-token), so a pull whose manifest request reached another replica costs nothing here;
-and a new refusal is written there, then published (with the token's hash, never the
-token), so every replica drops its acceptance of that token for that repository at
-once instead of serving it until the acceptance expires.
+An acceptance is kept per (token, repository) until the token expires or ``ttl_s``
+passes, whichever is first; the token is named by its SHA-256 (``Grant.key``: 32 bytes
+however long the token is). A refusal (``401``/``403``) replaces it and is kept for
+``refusal_ttl_s``, so a refused token cannot make blobgate ask again and again.
+With ``shared``, verdicts are also kept in the replicas' Redis (under the same hash), so
+a pull whose manifest request reached another replica costs nothing here; and a new
+refusal is written there, then published (with the hash, never the token), so every
+replica drops its acceptance of that token for that repository at once instead of
+serving it until the acceptance expires.
 """
 
 from __future__ import annotations
@@ -41,30 +42,23 @@ class Confirmations:
         self._refusal_ttl_s = refusal_ttl_s
         self._clock = clock
         self._shared = shared
-        self.cache: ExpiringCache[tuple[str, str], Verdict] = ExpiringCache(
+        self.cache: ExpiringCache[tuple[bytes, str], Verdict] = ExpiringCache(
             maxsize, lambda verdict: verdict[1], clock
         )
-        # With ``shared``: the cache key of each (token hash, repository), so a refusal
-        # another replica publishes (with the hash only) finds the entry. Put in step with
-        # ``cache`` (same size, same order), it holds every key ``cache`` holds.
-        self._by_hash: ExpiringCache[tuple[str, str], tuple[str, float]] = ExpiringCache(
-            maxsize, lambda entry: entry[1], clock
-        )
 
-    def verdict(self, authorization: str, name: str) -> bool | None:
+    def verdict(self, token: bytes, name: str) -> bool | None:
         """``True``: accepted; ``False``: refused; ``None``: not known (ask the registry)."""
-        entry = self.cache.get((authorization, name))
+        entry = self.cache.get((token, name))
         return None if entry is None else entry[0]
 
-    async def recall(self, authorization: str, name: str) -> bool | None:
+    async def recall(self, token: bytes, name: str) -> bool | None:
         """The verdict another replica learnt (kept here too), or ``None``."""
         if self._shared is None:
             return None
-        key = token_key(authorization)
-        found = await self._shared.get(VERDICTS, f"{key}:{name}", self._parse)
+        found = await self._shared.get(VERDICTS, f"{token_key(token)}:{name}", self._parse)
         if found is None:
             return None
-        self._hold(authorization, key, name, found)
+        self.cache.put((token, name), found)
         return found[0]
 
     def _parse(self, value: str) -> Verdict | None:
@@ -78,47 +72,37 @@ class Confirmations:
         return (accepted, ends) if ends > now else None
 
     def record(
-        self, authorization: str, name: str, status: int, token_expires_at: float
+        self, token: bytes, name: str, status: int, token_expires_at: float
     ) -> bool | None:
         """Learn from the registry's ``status`` for a pull-kind request with this token on
         ``name``; returns the verdict it implies (``None`` when the status says nothing:
         a ``404``, a ``5xx``, a redirect). A new refusal is announced to every replica."""
         if 200 <= status < 300:
-            return self.accept(authorization, name, token_expires_at)
+            return self.accept(token, name, token_expires_at)
         if status in REFUSED_STATUSES:
-            held = self.cache.peek((authorization, name))
-            self._keep(authorization, name, (False, self._clock() + self._refusal_ttl_s),
+            held = self.cache.peek((token, name))
+            self._keep(token, name, (False, self._clock() + self._refusal_ttl_s),
                        announce=held is None or held[0])
             return False
         return None
 
-    def accept(self, authorization: str, name: str, token_expires_at: float) -> bool:
+    def accept(self, token: bytes, name: str, token_expires_at: float) -> bool:
         """Record that the registry accepted this token for ``name``."""
-        self._keep(authorization, name,
-                   (True, min(token_expires_at, self._clock() + self._ttl_s)))
+        self._keep(token, name, (True, min(token_expires_at, self._clock() + self._ttl_s)))
         return True
 
-    def drop_accepted(self, key: str, name: str) -> None:
-        """Forget this replica's acceptance of the token whose hash is ``key`` for ``name``
-        (another replica saw the registry refuse it); a refusal held here stays."""
-        entry = self._by_hash.peek((key, name))
-        if entry is None:
-            return
-        held = self.cache.peek((entry[0], name))
+    def drop_accepted(self, token: bytes, name: str) -> None:
+        """Forget this replica's acceptance of ``token`` for ``name`` (another replica saw
+        the registry refuse it); a refusal held here stays."""
+        held = self.cache.peek((token, name))
         if held is not None and held[0]:
-            self.cache.pop((entry[0], name))
+            self.cache.pop((token, name))
 
-    def _keep(self, authorization: str, name: str, verdict: Verdict,
-              announce: bool = False) -> None:
+    def _keep(self, token: bytes, name: str, verdict: Verdict, announce: bool = False) -> None:
+        self.cache.put((token, name), verdict)
         if self._shared is None:
-            self.cache.put((authorization, name), verdict)
             return
-        key = token_key(authorization)
-        self._hold(authorization, key, name, verdict)
+        key = token_key(token)
         message = {"op": "refuse", "token": key, "name": name} if announce else None
         self._shared.put(VERDICTS, f"{key}:{name}", f"{int(verdict[0])}|{verdict[1]}",
                          verdict[1] - self._clock(), then=message)
-
-    def _hold(self, authorization: str, key: str, name: str, verdict: Verdict) -> None:
-        self.cache.put((authorization, name), verdict)
-        self._by_hash.put((key, name), (authorization, verdict[1]))

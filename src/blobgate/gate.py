@@ -69,14 +69,14 @@ class Gate:
         self._registry = registry
         self._rule = rule
 
-    def known(self, ref: BlobRef, authorization: str) -> Member | None:
+    def known(self, ref: BlobRef, grant: Grant) -> Member | None:
         """The blob when this replica already knows both answers (the token accepted for
         the repository, the blob in it), else ``None``: then ``admit`` decides. The warm
         path: two lookups, nothing awaited (each cache counts one hit; a miss is counted
         by ``admit``'s own lookup)."""
         if self._rule is not None:
             return None
-        accepted = self.confirmations.cache.found((authorization, ref.name))
+        accepted = self.confirmations.cache.found((grant.key, ref.name))
         if accepted is None or not accepted[0]:
             return None
         cached = self.membership.cache.found(ref)
@@ -85,9 +85,9 @@ class Gate:
     async def admit(self, ref: BlobRef, authorization: str, grant: Grant) -> Member | Denied:
         """The blob when ``grant`` (already checked to pull ``ref.name``) may be served
         it, else why not. Raises ``RegistryError`` when the registry could not be asked."""
-        verdict = self.confirmations.verdict(authorization, ref.name)
+        verdict = self.confirmations.verdict(grant.key, ref.name)
         if verdict is None:  # not known here: perhaps another replica knows
-            verdict = await self.confirmations.recall(authorization, ref.name)
+            verdict = await self.confirmations.recall(grant.key, ref.name)
         if verdict is not False and self._rule is not None:
             ruled = await self._rule.verdict(grant, ref.name)
             verdict = verdict if ruled is None else ruled
@@ -103,10 +103,10 @@ class Gate:
         when it has the blob, a membership answer (remembered as the upstream source's)."""
         answer = await self._registry.ask(ref, authorization)
         if answer.member is not None:
-            self.confirmations.accept(authorization, ref.name, grant.expires_at)
+            self.confirmations.accept(grant.key, ref.name, grant.expires_at)
             self.membership.remember(ref, answer.member)
             return answer.member
-        verdict = self.confirmations.record(authorization, ref.name, answer.status,
+        verdict = self.confirmations.record(grant.key, ref.name, answer.status,
                                             grant.expires_at)
         return REFUSED if verdict is False else NOT_FOUND
 
@@ -126,4 +126,4 @@ class Gate:
 
     def learn(self, pull: Pull, status: int) -> None:
         """Take the registry's answer to a passed-through ``pull`` as its verdict."""
-        self.confirmations.record(pull.authorization, pull.name, status, pull.grant.expires_at)
+        self.confirmations.record(pull.grant.key, pull.name, status, pull.grant.expires_at)

@@ -21,7 +21,7 @@ from blobgate.listener import Listener
 from blobgate.reference import BlobRef, parse_blob
 from blobgate.shared import MEMBERS, Malformed, Message, Shared, member_key
 
-TOKEN_KEY = re.compile(r"[0-9a-f]{40}")  # shared.token_key's form
+TOKEN_KEY = re.compile(r"[0-9a-f]{64}")  # shared.token_key's form: a SHA-256 in hex
 
 
 class Replicas:
@@ -69,7 +69,7 @@ class Replicas:
             if not isinstance(token, str) or not TOKEN_KEY.fullmatch(token) \
                     or not isinstance(name, str):
                 raise Malformed("a refusal names a token hash and a repository")
-            self._blobs.gate.confirmations.drop_accepted(token, name)
+            self._blobs.gate.confirmations.drop_accepted(bytes.fromhex(token), name)
         else:
             raise Malformed(f"unknown invalidation {str(op)[:40]!r}")
 

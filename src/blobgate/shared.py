@@ -4,7 +4,7 @@ Two levels: the in-process caches stay in front, so a warm GET never talks to Re
 local miss asks Redis before the registry or storage, and what one replica learns
 (memberships with sizes, what manifest warm-up found, the registry's verdicts on
 tokens, presigned URLs) is written there for the others, each entry with the expiry it
-had where it was learnt. Tokens are keyed by a SHA-256 of the header, never stored.
+had where it was learnt. Tokens are keyed by their SHA-256, never stored.
 
 Redis is help, never a dependency: every call is bounded by ``redis.timeout_ms``; a
 failure is a miss (counted, logged once per outage), and Redis is then left alone for
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -52,9 +51,10 @@ MEMBERS, VERDICTS = "m", "c"  # the shared caches' names (URL caches use their o
 CHANNEL = "channel"  # the invalidation channel, as a rejection's ``cache`` label
 
 
-def token_key(authorization: str) -> str:
-    """The shared key part for an ``Authorization`` value (a hash, never the token)."""
-    return hashlib.sha256(authorization.encode()).hexdigest()[:40]
+def token_key(token: bytes) -> str:
+    """The shared key part for a token named by its SHA-256 (``Grant.key``), never the
+    token: the whole hash, so a replica hearing it finds its own entry (``bytes.fromhex``)."""
+    return token.hex()
 
 
 def member_key(ref: BlobRef) -> str:

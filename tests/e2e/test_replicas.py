@@ -11,6 +11,7 @@ environment) never reaches a log.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import threading
@@ -183,7 +184,7 @@ def test_entries_moved_to_another_repository_grant_nothing(
                             creds=PUSHER)
         assert request(f"{a.url}/v2/replicas/app/blobs/{digest}", token)[0] == 307
         prefix = a.config["redis"]["key_prefix"]
-        hashed = token_key(f"Bearer {token}")
+        hashed = token_key(hashlib.sha256(token.encode()).digest())
         client = Redis.from_url(redis_url)
         try:
             for key in (f"c:{hashed}:replicas/app", f"m:replicas/app@{digest}"):

@@ -169,3 +169,50 @@ async def test_the_confirmation_expires_with_the_token(
     standin[0].refused.add(token)  # the registry's own leeway has run out for it
     assert (await ask(client, "GET", blob, token)).status == 401
     assert standin[0].count("HEAD", blob) == 2
+
+
+def respelled(token: str) -> list[str]:
+    """``Authorization`` values that some parser reads as ``Bearer <token>``."""
+    return [f"bearer {token}", f"BEARER {token}", f"Bearer  {token}", f"Bearer\t{token}",
+            f"Bearer \t{' ' * 300}{token}"]
+
+
+async def test_a_respelled_token_is_passed_through_unchecked(
+    gateway: GatewayFactory, signer: Signer, standin: Standin, digest: str, scrape: Scrape,
+) -> None:
+    """Only ``Bearer <token>`` is served: every other spelling gets the registry's own
+    answer, without a verification, a cache entry or a question from blobgate."""
+    client = await gateway()
+    token = signer.token(NAME)
+    blob = f"/v2/{NAME}/blobs/{digest}"
+    assert (await ask(client, "GET", blob, token)).status == 307
+    heads = standin[0].count("HEAD", blob)
+    for value in respelled(token):
+        gets = standin[0].count("GET", blob)
+        got = await exchange(client.port, "GET", blob, [("Authorization", value)])
+        assert standin[0].count("GET", blob) == gets + 1  # the client's own, passed through
+        assert got.status == (200 if value.startswith("bearer ") or value.startswith("BEARER ")
+                              else 401)  # as distribution reads each spelling
+        assert "X-Amz-Signature" not in (got.header("Location") or "")
+    assert standin[0].count("HEAD", blob) == heads  # blobgate asked nothing more
+    metrics = await scrape(client)
+    assert metrics['blobgate_cache_entries{cache="token"}'] == 1
+    assert metrics['blobgate_cache_entries{cache="confirmation"}'] == 1
+
+
+async def test_a_refused_token_respelled_is_not_asked_about_again(
+    gateway: GatewayFactory, signer: Signer, standin: Standin, digest: str,
+) -> None:
+    client = await gateway()
+    await warm(client, signer, digest)
+    refused = signer.token(NAME)
+    standin[0].refused.add(refused)
+    blob = f"/v2/{NAME}/blobs/{digest}"
+    assert (await ask(client, "GET", blob, refused)).status == 401
+    heads = standin[0].count("HEAD", blob)
+    for value in respelled(refused):
+        for method in ("GET", "HEAD"):
+            got = await exchange(client.port, method, blob, [("Authorization", value)])
+            assert got.status == 401
+            assert got.header("Location") is None
+    assert standin[0].count("HEAD", blob) == heads + len(respelled(refused))  # the clients'

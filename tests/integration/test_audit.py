@@ -7,14 +7,16 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
+from blobgate.audit import AuditRecord, PostgresAudit
 from blobgate.config import AuditConfig, RoutingConfig
+from blobgate.metrics import Stats
 
 from support.gateway import GatewayFactory, Scrape
 from support.lines import ACCESS_KEYS, BLOB_AUDIT_KEYS, Lines
@@ -225,3 +227,24 @@ async def test_postgres_rows_name_client_and_peer_in_an_older_table(
     old, new = await rows(pg_dsn, table)
     assert (old["client"], old["peer"]) == ("10.1.2.3", "")
     assert (new["client"], new["peer"]) == ("203.0.113.9", "127.0.0.1")
+
+
+async def test_one_caller_cannot_crowd_out_the_others_records(pg_dsn: str) -> None:
+    """While the database is slow, one caller (here: 30 records, as a URL-API batch or a
+    burst of pulls makes) fills only its share of the queue; the others' records still fit."""
+    table = "audit_share"
+    stats = Stats()
+    sink = PostgresAudit(AuditConfig(sink="postgres", dsn=pg_dsn, table=table, queue_size=20,
+                                     caller_queue_size=5), stats)
+    for user, count in (("mallory", 30), ("carol", 3), ("", 2)):  # "": anonymous callers
+        for _ in range(count):
+            sink.submit(AuditRecord(at=datetime.now(UTC), user_name=user, repository="a",
+                                    digest="sha256:" + "0" * 64, method="GET",
+                                    outcome="redirect", status=307, client="127.0.0.1",
+                                    peer="127.0.0.1"))
+    assert stats.audit["dropped"] == 25  # the writer has not started: nothing left the queue
+    sink.start()
+    await sink.aclose(grace_s=30)
+    written = [r["user_name"] for r in await rows(pg_dsn, table)]
+    assert sorted(written) == ["", ""] + ["carol"] * 3 + ["mallory"] * 5
+    assert stats.audit["written"] == 10

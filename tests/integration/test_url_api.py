@@ -25,16 +25,23 @@ from blobgate.config import (
     S3Config,
     StorageConfig,
 )
-from blobgate.devstack.s3 import ACCESS_KEY, SECRET_KEY
+from blobgate.devstack.s3 import ACCESS_KEY, SECRET_KEY, S3Server
 
 from support import sigv4
 from support.cloudfront import split, verify
 from support.gateway import BUCKET, GatewayFactory
+from support.lines import Lines
 from support.standin import StandIn
 from support.tokens import ISSUER, SERVICE, Signer
 
 Standin = tuple[StandIn, Any]
 WEEK = 7 * 24 * 3600
+
+
+def heads(s3_server: S3Server, digest: str) -> list[str]:
+    """The HEAD requests of ``digest``'s object that reached S3."""
+    return [r.target for r in s3_server.requests()
+            if r.method == "HEAD" and digest.removeprefix("sha256:") in r.target]
 
 
 @pytest.fixture
@@ -185,6 +192,31 @@ async def test_batch_mixes_members_and_non_members(
                                  json={"repository": "library/a", "digests": ["x"] * 101})
     assert too_many.status == 400
     assert "1 to 100" in (await too_many.json())["errors"][0]["message"]
+
+
+async def test_batch_answers_each_digest_once_with_one_look_at_storage(
+    gateway: GatewayFactory, signer: Signer, blobs: dict[str, bytes], s3_server: S3Server,
+    lines: Lines,
+) -> None:
+    """``[d] * 100`` costs what ``[d]`` does: one storage HEAD, one signature, one audit
+    record; and a later redirect of ``d`` reuses that look."""
+    client = await gateway()
+    first, second = list(blobs)[:2]
+    before = len(heads(s3_server, first))
+    response = await client.post("/api/v1/blobs/urls", headers=bearer(signer),
+                                 json={"repository": "library/a",
+                                       "digests": [first] * 98 + [second, first]})
+    assert response.status == 200
+    entries = (await response.json())["urls"]
+    assert [e["digest"] for e in entries] == [first, second]  # first-seen order
+    assert all("url" in e for e in entries)
+    assert len(heads(s3_server, first)) == before + 1
+    audited = [e["digest"] for e in lines.entries("blobgate.audit")]
+    assert sorted(audited) == sorted([first, second])
+    redirect = await client.get(f"/v2/library/a/blobs/{first}", headers=bearer(signer),
+                                allow_redirects=False)
+    assert redirect.status == 307
+    assert len(heads(s3_server, first)) == before + 1  # the API's look served the redirect
 
 
 @pytest.fixture

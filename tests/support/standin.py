@@ -59,9 +59,11 @@ class StandIn:
         return sum(1 for m, p in self.requests if m == method and p == path)
 
     def challenge(self, request: web.Request) -> web.Response | None:
-        """The registry's 401 for a request without a Bearer token or with a refused one."""
+        """The registry's 401 for a request without a Bearer token or with a refused one
+        (read as distribution reads it: the scheme in any case, one space, the token)."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme == "Bearer" and token not in self.refused:
+        well_formed = token and not any(c.isspace() for c in token)
+        if scheme.lower() == "bearer" and well_formed and token not in self.refused:
             return None
         return web.json_response(
             UNAUTHORIZED, status=401,

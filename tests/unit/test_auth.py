@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from blobgate.auth import TokenVerifier, bearer_token, pullable_repositories
+from blobgate.auth import MAX_TOKEN_LENGTH, TokenVerifier, bearer_token, pullable_repositories
 from blobgate.config import AuthConfig
 from blobgate.keys import KeyBundleError, TrustedKeys, libtrust_key_id
 
@@ -205,17 +205,63 @@ def test_verified_tokens_are_cached_until_expiry(signer: Signer) -> None:
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        (["Bearer abc"], "abc"),
-        (["bearer abc"], "abc"),
-        (["Bearer abc", "Bearer abc"], None),
+        (["Bearer eyJh.eyJi.c2ln"], "eyJh.eyJi.c2ln"),
+        (["Bearer aGk.aGk.QQ"], "aGk.aGk.QQ"),  # unpadded parts, spare bits zero
+        (["bearer eyJh.eyJi.c2ln"], None),  # Harbor core takes "Bearer" only
+        (["BEARER eyJh.eyJi.c2ln"], None),
+        (["Bearer  eyJh.eyJi.c2ln"], None),  # distribution: exactly one space
+        (["Bearer\teyJh.eyJi.c2ln"], None),
+        (["Bearer eyJh.eyJi.c2ln "], None),
+        (["Bearer eyJh. eyJi.c2ln"], None),
+        (["Bearer aGk.aGk.QR"], None),  # decodes as .QQ does: a second spelling
+        (["Bearer aGk.aGk.QQ=="], None),  # padding
+        (["Bearer aGk.aGk.Q"], None),  # no base64 is 1 mod 4 characters long
+        (["Bearer eyJh.eyJi"], None),
+        (["Bearer eyJh.eyJi.c2ln", "Bearer eyJh.eyJi.c2ln"], None),
         (["Basic dXNlcjpwYXNz"], None),
         (["Bearer "], None),
         ([], None),
-        (["Bearer " + "a" * 20000], None),
+        ([f"Bearer eyJh.eyJi.{'A' * (MAX_TOKEN_LENGTH - 9)}"], None),  # over 16 KiB
     ],
 )
 def test_bearer_token_extraction(values: list[str], expected: str | None) -> None:
     assert bearer_token(values) == expected
+
+
+def test_longest_token_fits_a_16_kib_header() -> None:
+    token = f"eyJh.eyJi.{'A' * (MAX_TOKEN_LENGTH - 10)}"
+    assert len(f"Bearer {token}") == 16 * 1024
+    assert bearer_token([f"Bearer {token}"]) == token
+    assert bearer_token([f"Bearer {token}A"]) is None
+
+
+def respellings(token: str) -> list[str]:
+    """Ways to write ``Bearer <token>`` that some parser would read as the same token."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spare = alphabet[alphabet.index(token[-1]) + 1]  # sets a bit decoders ignore
+    assert base64.urlsafe_b64decode(f"{token[-2:]}==") == base64.urlsafe_b64decode(
+        f"{token[-2]}{spare}==")
+    return [f"bearer {token}", f"BEARER {token}", f"bEaReR {token}", f"Bearer  {token}",
+            f"Bearer \t {token}", f"Bearer{' ' * 500}{token}", f"Bearer {token[:-1]}{spare}"]
+
+
+def test_respelled_tokens_get_no_grant_and_no_cache_entry(
+    verifier: TokenVerifier, signer: Signer
+) -> None:
+    token = signer.token("library/a")
+    grant = verifier.grant([f"Bearer {token}"])
+    assert grant is not None
+    for value in respellings(token):
+        assert verifier.grant([value]) is None, value
+    assert len(verifier.cache) == 1
+    assert grant.key == hashlib.sha256(token.encode()).digest()
+
+
+def test_overlong_tokens_are_not_verified(verifier: TokenVerifier, signer: Signer) -> None:
+    token = signer.token("library/a", padding="x" * MAX_TOKEN_LENGTH)
+    assert len(token) > MAX_TOKEN_LENGTH
+    assert verifier.verify(token) is None
+    assert verifier.verify(signer.token("library/a", padding="x" * 1000)) is not None
 
 
 def test_pullable_repositories_ignores_malformed_entries() -> None:

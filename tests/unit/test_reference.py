@@ -2,8 +2,10 @@
 
 import pytest
 
+from blobgate import reference
 from blobgate.errors import DigestInvalid, NameInvalid
 from blobgate.reference import (
+    MAX_CACHED_TARGET,
     BlobRef,
     Digest,
     blob_path,
@@ -83,3 +85,19 @@ def test_percent_encoded_name_is_rejected_not_decoded() -> None:
 def test_storage_key_follows_distribution_layout(root: str, prefix: str) -> None:
     key = storage_key(root, Digest("sha256:" + HEX))
     assert key == f"{prefix}docker/registry/v2/blobs/sha256/aa/{HEX}/data"
+
+
+def test_only_targets_a_valid_blob_path_fits_in_are_remembered() -> None:
+    """Clients choose targets (8 KB of query each): the parse cache keeps short ones only."""
+    remembered = reference._remembered_blob_path
+    remembered.cache_clear()
+    ref = BlobRef("a", Digest(f"sha256:{HEX}"))
+    long_query = f"/v2/a/blobs/sha256:{HEX}?{'x' * 8000}"
+    for i in range(50):
+        assert blob_path(f"{long_query}{i}") == ref
+        assert blob_path(f"/v2/{'b' * 8000}{i}/manifests/x") is None
+    assert remembered.cache_info().currsize == 0
+    assert blob_path(f"/v2/a/blobs/sha256:{HEX}") == ref
+    assert blob_path(f"/v2/{'a' * 255}/blobs/sha512:{'f' * 128}") is not None
+    assert remembered.cache_info().currsize == 2
+    assert len(f"/v2/{'a' * 255}/blobs/sha512:{'f' * 128}") < MAX_CACHED_TARGET

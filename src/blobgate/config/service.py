@@ -185,6 +185,7 @@ class AuditConfig:
     dsn_password_file: str | None = None
     table: str = "blobgate_audit"
     queue_size: int = 10_000
+    caller_queue_size: int = 1_000
     batch_size: int = 500
     flush_interval_s: float = 1.0
 
@@ -194,6 +195,7 @@ class AuditConfig:
         check(re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.table) is not None, "table",
               "must be a lower-case SQL identifier")
         check(self.queue_size > 0, "queue_size", "must be positive")
+        check(self.caller_queue_size > 0, "caller_queue_size", "must be positive")
         check(self.batch_size > 0, "batch_size", "must be positive")
         check(self.flush_interval_s > 0, "flush_interval_s", "must be positive")
 
