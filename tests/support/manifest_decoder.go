@@ -7,8 +7,10 @@
 // distribution's schema2 and ocischema manifests and of its (and the image spec's)
 // descriptor and platform; decoding is plain encoding/json, as in the registry.
 // The verification rules are those of distribution 2.8 and 3 together: a digest must be
-// valid; a foreign Docker layer needs urls; a descriptor is checked only when it has no
-// urls (2.8) and is not a foreign Docker layer (3).
+// valid; a foreign Docker layer needs urls; the urls of foreign and OCI layers must be
+// http(s) without a fragment (as with validation.manifests.urls allowing them all; by
+// default distribution allows none, refusing more); a descriptor is checked only when it
+// has no urls (2.8) and is not a foreign Docker layer (3).
 //
 // With "-orbits" it prints instead every non-ASCII rune whose unicode.SimpleFold orbit
 // holds an ASCII letter, as "<hex code point> <letter>".

@@ -24,6 +24,7 @@ DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 NONDISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+OTHER = "application/vnd.example.data"
 LONG_S, KELVIN = "\u017f", "\u212a"
 
 
@@ -75,9 +76,10 @@ def _config_keys(c: str, s: str, x: str) -> tuple[str, bytes]:
 
 
 def _foreign_urls(spelling: str) -> Variant:
-    """S as a foreign-looking layer whose ``urls`` only Go sees (so nothing checks S)."""
+    """S with ``urls`` only Go sees: distribution 2.8 checks no descriptor with urls, and
+    validates the urls only of layer media types (by default it allows none)."""
     return lambda c, s, x: (OCI_MANIFEST, image(OCI_MANIFEST, c, [
-        descriptor(x), descriptor(s, OCI_LAYER, (spelling, ["https://example.invalid/l"]))]))
+        descriptor(x), descriptor(s, OTHER, (spelling, ["https://example.invalid/l"]))]))
 
 
 VARIANTS: dict[str, Variant] = {
@@ -93,7 +95,7 @@ VARIANTS: dict[str, Variant] = {
 
 DIGESTS = tuple(f"sha256:{c * 64}" for c in "0123456")
 MEDIA_TYPES = (OCI_LAYER, OCI_LAYER, DOCKER_LAYER, DOCKER_LAYER, NONDISTRIBUTABLE, FOREIGN_LAYER,
-               OCI_CONFIG, "")
+               OCI_CONFIG, OTHER, "")
 URLS = ([], ["https://example.invalid/layer"], ["http://a.example/x", "https://b.example/y"])
 
 
@@ -127,11 +129,11 @@ def fields(draw: st.DrawFn, values: dict[str, st.SearchStrategy[Any]], required:
     return Obj(tuple(draw(st.permutations(pairs))))
 
 
-def descriptors(honest: bool) -> st.SearchStrategy[Obj]:
+def descriptors(honest: bool, digests: tuple[str, ...]) -> st.SearchStrategy[Obj]:
     platform = fields({"architecture": st.just("amd64"), "os": st.just("linux")}, set(), honest)
     return fields({
         "mediaType": st.sampled_from(MEDIA_TYPES),
-        "digest": st.sampled_from(DIGESTS),
+        "digest": st.sampled_from(digests),
         "size": st.integers(-1, 1 << 20),
         "urls": st.sampled_from(URLS),
         "annotations": st.just(Obj((("org.example.a", "1"),))),
@@ -140,10 +142,11 @@ def descriptors(honest: bool) -> st.SearchStrategy[Obj]:
 
 
 @st.composite
-def manifests(draw: st.DrawFn, honest: bool = False) -> tuple[str, bytes]:
-    """A (Content-Type, body) the registry could serve; see the module docstring."""
+def manifests(draw: st.DrawFn, honest: bool = False, digests: tuple[str, ...] = DIGESTS
+              ) -> tuple[str, bytes]:
+    """A (Content-Type, body) naming ``digests``; see the module docstring."""
     kind = draw(st.sampled_from([DOCKER_MANIFEST, OCI_MANIFEST]))
-    d = descriptors(honest)
+    d = descriptors(honest, digests)
     values = {
         "schemaVersion": st.sampled_from([2] * 7 + [1]),
         "mediaType": st.sampled_from([kind] * 7 + [OCI_MANIFEST, DOCKER_MANIFEST]),
@@ -156,3 +159,37 @@ def manifests(draw: st.DrawFn, honest: bool = False) -> tuple[str, bytes]:
         values["manifests"] = st.sampled_from([None] * 3 + [[]])
     required = {"schemaVersion", "mediaType", "config", "layers"}
     return kind, render(draw(fields(values, required, honest))).encode()
+
+
+@st.composite
+def shadowed(draw: st.DrawFn, c: str, s: str, x: str) -> tuple[str, bytes]:
+    """A manifest writing one field (config, layers, a layer's digest or urls) twice: with
+    its exact name, naming ``s`` or checking it, and in another spelling Go also reads,
+    naming ``c``/``x`` or leaving ``s`` unchecked, in either order (Go reads the last)."""
+    kind = draw(st.sampled_from([DOCKER_MANIFEST, OCI_MANIFEST]))
+    name = draw(st.sampled_from(["config", "layers", "digest", "urls"]))
+    other = draw(spelling(name, False))
+    other = other if other != name else name.upper()
+    folded_first = draw(st.booleans())
+
+    def twice(exact: Any, folded: Any) -> tuple[tuple[str, Any], ...]:
+        pairs = ((name, exact), (other, folded))
+        return pairs[::-1] if folded_first else pairs
+
+    layer_type = DOCKER_LAYER if kind == DOCKER_MANIFEST else OCI_LAYER
+    config_type = DOCKER_CONFIG if kind == DOCKER_MANIFEST else OCI_CONFIG
+    layers: list[Obj] = [descriptor(x, layer_type)]
+    top: tuple[tuple[str, Any], ...] = (("config", descriptor(c, config_type)),
+                                        ("layers", layers))
+    if name == "config":
+        top = (*twice(descriptor(s, config_type), descriptor(c, config_type)),
+               ("layers", layers))
+    elif name == "layers":
+        top = (("config", descriptor(c, config_type)),
+               *twice([descriptor(s, layer_type)], layers))
+    elif name == "digest":
+        layers.append(Obj((("mediaType", layer_type), *twice(s, x), ("size", 1))))
+    else:
+        layers.append(Obj((("mediaType", OTHER), ("digest", s),
+                           *twice([], ["https://example.invalid/l"]))))
+    return kind, render(Obj((("schemaVersion", 2), ("mediaType", kind), *top))).encode()
