@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 import time
@@ -57,11 +58,9 @@ class ManifestObserver:
     name: str
     limit: int = MAX_MANIFEST_BYTES
 
-    digest: str | None = None
     kind: str = ""
 
     def wants(self, response: aiohttp.ClientResponse) -> bool:
-        self.digest = response.headers.get("Docker-Content-Digest")
         self.kind = response.content_type
         return response.status == 200 and self.kind in IMAGE_MANIFESTS
 
@@ -71,7 +70,9 @@ class ManifestObserver:
         except Refused as refused:
             self.warmer.refused(self.name, refused.reason)
             return
-        self.warmer.warm(self.name, blobs, self.digest)
+        # Kept under the digest the registry names these bytes by (their SHA-256, as a
+        # DELETE names them), computed rather than taken from Docker-Content-Digest.
+        self.warmer.warm(self.name, blobs, "sha256:" + hashlib.sha256(body).hexdigest())
 
 
 @dataclass

@@ -3,6 +3,7 @@ round trip; nothing is learnt from uploads, indexes, errors or clients without p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -152,3 +153,21 @@ async def test_what_was_learnt_is_kept_within_the_membership_bounds(
     assert expired.forget(parse_blob("library/a", manifests[0])) == ()
     await bounded.wait()
     await expired.wait()
+
+
+async def test_deleting_a_manifest_by_its_digest_forgets_what_it_taught(
+    gateway: GatewayFactory, signer: Signer, image: list[str], standin: Standin,
+) -> None:
+    """The learnt blobs are kept under the manifest's own digest (the stand-in, like some
+    proxies, sends no Docker-Content-Digest), so a DELETE by that digest forgets them."""
+    client = await gateway()
+    token = signer.token("library/a")
+    headers = {"Authorization": f"Bearer {token}"}
+    body = await (await client.get("/v2/library/a/manifests/v1", headers=headers)).read()
+    await settle(client)
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    deleted = await client.delete(f"/v2/library/a/manifests/{digest}", headers=headers)
+    assert deleted.status == 200
+    await pull(client, signer, image, token=token)
+    heads = [r for r in standin[0].requests if r[0] == "HEAD"]
+    assert len(heads) == 4  # forgotten: every blob needed its own membership check again
