@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -84,8 +85,13 @@ def _base64(v: Any) -> bool:
 
 def _struct(fields: dict[str, Check]) -> Check:
     def check(v: Any) -> bool:
-        return v is None or (isinstance(v, dict) and all(
-            check_field(v[name]) for name, check_field in fields.items() if name in v))
+        if not isinstance(v, dict):
+            return v is None
+        for key, value in v.items():
+            check_field = fields.get(key)
+            if check_field is not None and not check_field(value):
+                return False
+        return True
     return check
 
 
@@ -119,16 +125,20 @@ KNOWN_FIELDS = frozenset({*DOCKER_FIELDS, *DESCRIPTOR, *PLATFORM, "annotations",
 _FOLDED = {go_fold(name): name for name in KNOWN_FIELDS}
 
 
+@functools.lru_cache(maxsize=4096)  # manifests repeat a few keys many times
+def _key(key: str) -> str | None:
+    """``key`` folded; ``None`` when it folds onto a known field name it is not."""
+    folded = go_fold(key)
+    return folded if _FOLDED.get(folded, key) == key else None
+
+
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """One JSON object, refused unless Go would read its known fields as written."""
-    seen: set[str] = set()
-    for key, _ in pairs:
-        folded = go_fold(key)
-        if folded in seen:
-            raise Refused("duplicate_key")
-        seen.add(folded)
-        if _FOLDED.get(folded, key) != key:
-            raise Refused("folded_key")
+    folded = [_key(key) for key, _ in pairs]
+    if None in folded:
+        raise Refused("folded_key")
+    if len(set(folded)) != len(folded):
+        raise Refused("duplicate_key")
     return dict(pairs)
 
 

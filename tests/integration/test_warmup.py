@@ -129,9 +129,9 @@ async def test_a_confused_manifest_passes_through_untouched_and_teaches_nothing(
         assert (response.status, await response.read()) == (200, body)
     await settle(client)
     metrics = await scrape(client)
-    assert metrics['blobgate_warmup_refused_total{reason="duplicate_key"}'] == 2
+    assert metrics['blobgate_warmup_refused_total{reason="folded_key"}'] == 2
     logged = [r.getMessage() for r in caplog.records if r.name == "blobgate.warmup"]
-    assert logged == ["warm-up learnt nothing from a manifest of library/a (duplicate_key)"]
+    assert logged == ["warm-up learnt nothing from a manifest of library/a (folded_key)"]
     await pull(client, signer, image, token=token)
     heads = [r for r in standin[0].requests if r[0] == "HEAD"]
     assert len(heads) == 4  # every blob needed its own membership check
