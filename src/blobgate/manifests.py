@@ -2,8 +2,8 @@
 
 The registry decodes a manifest with Go's ``encoding/json``: an object key matches a
 struct field exactly, else case-insensitively under Unicode simple folding (long s
-U+017F is ``s``, the Kelvin sign U+212A is ``k``), the last of several matching keys wins and
-unknown keys are ignored. It verifies at push time only the blobs of *its* reading.
+U+017F is ``s``, the Kelvin sign U+212A is ``k``), the last of several matching keys
+wins and unknown keys are ignored. It verifies at push time only the blobs of *its* reading.
 Python's ``json`` keeps exact-case keys, so ``{"layers": [S], "Layers": [X]}`` is
 ``[S]`` here and ``[X]`` to the registry, which checked only ``X``.
 
@@ -14,10 +14,11 @@ it. Without those, Go's reading of every known field is the exact-case reading. 
 refuses what the registry would not have stored (a type Go cannot decode into the
 field, a ``schemaVersion`` other than 2, a ``mediaType`` that contradicts the
 ``Content-Type`` the registry served it with, an OCI manifest carrying ``manifests``, a
-reference whose digest is invalid) and learns only references the registry checked:
-config and layers without ``urls`` (distribution 2.8 checks none of those), except
-foreign layers of a Docker manifest (never checked). ``subject`` is never checked, so
-never learnt. ``tests/unit/test_manifest_go.py`` compares this reading with Go's.
+reference whose digest is invalid, a foreign Docker layer without ``urls``) and learns
+only references the registry checked: config and layers without ``urls``
+(distribution 2.8 checks no descriptor with urls, whatever its media type). ``subject``
+is never checked, so never learnt. ``tests/unit/test_manifest_go.py`` compares this
+reading with Go's.
 """
 
 from __future__ import annotations
@@ -180,11 +181,9 @@ def manifest_blobs(body: bytes, kind: str, max_blobs: int) -> dict[str, int | No
         raise Refused("kind_mismatch")
     found: dict[str, int | None] = {}
     for d in [doc.get("config"), *(doc.get("layers") or [])]:
-        digest = (d or {}).get("digest") or ""
-        if not DIGEST.fullmatch(digest):
-            raise Refused("malformed")
-        assert d is not None
+        if d is None or not DIGEST.fullmatch(d.get("digest") or ""):
+            raise Refused("malformed")  # the registry refuses an invalid reference
         if _checked(kind, d):
             size = d.get("size")
-            found.setdefault(digest, size if size is not None and size >= 0 else None)
+            found.setdefault(d["digest"], size if size is not None and size >= 0 else None)
     return dict(list(found.items())[:max_blobs])
