@@ -71,6 +71,7 @@ class Stats:
     shared_errors: Counter[str] = field(default_factory=Counter)
     shared_rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
     invalidations: Counter[str] = field(default_factory=Counter)
+    warmup_refused: Counter[str] = field(default_factory=Counter)
 
     def observe(self, route: str, method: str, outcome: str, seconds: float) -> None:
         """Record one finished request."""
@@ -158,6 +159,9 @@ class StatsCollector(Collector):
         yield _counter("blobgate_shared_cache_invalidations",
                        "Invalidations received from the replicas' channel, by kind.",
                        ["op"], s.invalidations)
+        yield _counter("blobgate_warmup_refused",
+                       "Image manifests warm-up learnt nothing from, by reason.",
+                       ["reason"], s.warmup_refused)
         yield from self._caches()
 
     def _caches(self) -> Iterator[Metric]:

@@ -144,5 +144,6 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats, lines: Lin
                          cfg.api.max_expires_s, cfg.server.client_body_timeout_s)
         warmer = None
         if cfg.membership.warm_from_manifests:
-            warmer = ManifestWarmer(blobs, cfg.membership.warm_max_blobs)
+            m = cfg.membership
+            warmer = ManifestWarmer(blobs, m.warm_max_blobs, m.cache_ttl_s, m.cache_size)
         yield Services(upstream, blobs, audit, warmer, api, databases, replicas)

@@ -3,6 +3,7 @@ round trip; nothing is learnt from uploads, indexes, errors or clients without p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 import pytest
 
 from blobgate.app import SERVICES
-from blobgate.warmup import manifest_blobs
+from blobgate.reference import parse_blob
+from blobgate.warmup import ManifestWarmer
 
 from support.gateway import GatewayFactory, Scrape
 from support.standin import StandIn
@@ -109,15 +111,63 @@ async def test_nothing_is_learnt_otherwise(
     assert len(heads) == 4  # every blob needed its own membership check
 
 
-def test_manifest_blobs_bounds_sizes_and_skips_foreign_layers() -> None:
-    body = manifest("sha256:" + "c" * 64, ["sha256:" + "1" * 64, "sha256:" + "2" * 64],
-                    foreign="sha256:" + "f" * 64)
-    assert manifest_blobs(body, 10) == {"sha256:" + "c" * 64: 1, "sha256:" + "1" * 64: 1,
-                                        "sha256:" + "2" * 64: 1}
-    assert len(manifest_blobs(body, 2)) == 2
-    odd = {"layers": [{"digest": "sha256:" + "3" * 64, "size": -1},
-                      {"digest": "sha256:" + "4" * 64, "size": "7"}]}
-    assert set(manifest_blobs(json.dumps(odd).encode(), 10).values()) == {None}
-    assert manifest_blobs(b"not json", 10) == {}
-    assert manifest_blobs(b"[1, 2]", 10) == {}
-    assert manifest_blobs(json.dumps({"layers": [{"digest": 5}, "x"]}).encode(), 10) == {}
+async def test_a_confused_manifest_passes_through_untouched_and_teaches_nothing(
+    gateway: GatewayFactory, signer: Signer, image: list[str], standin: Standin, scrape: Scrape,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``layers`` and ``Layers``: Go (the registry) reads the last, Python the first;
+    blobgate learns neither, counts the refusal and says so once per repository."""
+    honest = json.loads(manifest(image[0], image[1:]))
+    body = (json.dumps(honest)[:-1] + ', "Layers": []}').encode()
+    standin[0].manifests[("library/a", "v1")] = (OCI_MANIFEST, body)
+    client = await gateway()
+    token = signer.token("library/a")
+    caplog.set_level("INFO", logger="blobgate.warmup")
+    for _ in range(2):
+        response = await client.get("/v2/library/a/manifests/v1",
+                                    headers={"Authorization": f"Bearer {token}"})
+        assert (response.status, await response.read()) == (200, body)
+    await settle(client)
+    metrics = await scrape(client)
+    assert metrics['blobgate_warmup_refused_total{reason="folded_key"}'] == 2
+    logged = [r.getMessage() for r in caplog.records if r.name == "blobgate.warmup"]
+    assert logged == ["warm-up learnt nothing from a manifest of library/a (folded_key)"]
+    await pull(client, signer, image, token=token)
+    heads = [r for r in standin[0].requests if r[0] == "HEAD"]
+    assert len(heads) == 4  # every blob needed its own membership check
+
+
+async def test_what_was_learnt_is_kept_within_the_membership_bounds(
+    gateway: GatewayFactory, image: list[str]
+) -> None:
+    """At most ``max_refs`` references (``max_refs // max_blobs`` manifests), each for
+    ``ttl_s``: the oldest manifest is forgotten first, and an expired one is."""
+    blobs = (await gateway()).server.app[SERVICES].blobs
+    manifests = [f"sha256:{c * 64}" for c in "abc"]
+    bounded = ManifestWarmer(blobs, max_blobs=4, ttl_s=300, max_refs=8)
+    for digest in manifests:
+        bounded.warm("library/a", dict.fromkeys(image), digest)
+    assert [len(bounded.forget(parse_blob("library/a", d))) for d in manifests] == [0, 4, 4]
+    expired = ManifestWarmer(blobs, max_blobs=4, ttl_s=0, max_refs=8)
+    expired.warm("library/a", dict.fromkeys(image), manifests[0])
+    assert expired.forget(parse_blob("library/a", manifests[0])) == ()
+    await bounded.wait()
+    await expired.wait()
+
+
+async def test_deleting_a_manifest_by_its_digest_forgets_what_it_taught(
+    gateway: GatewayFactory, signer: Signer, image: list[str], standin: Standin,
+) -> None:
+    """The learnt blobs are kept under the manifest's own digest (the stand-in, like some
+    proxies, sends no Docker-Content-Digest), so a DELETE by that digest forgets them."""
+    client = await gateway()
+    token = signer.token("library/a")
+    headers = {"Authorization": f"Bearer {token}"}
+    body = await (await client.get("/v2/library/a/manifests/v1", headers=headers)).read()
+    await settle(client)
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    deleted = await client.delete(f"/v2/library/a/manifests/{digest}", headers=headers)
+    assert deleted.status == 200
+    await pull(client, signer, image, token=token)
+    heads = [r for r in standin[0].requests if r[0] == "HEAD"]
+    assert len(heads) == 4  # forgotten: every blob needed its own membership check again
