@@ -58,12 +58,18 @@ async def _json(response: ClientResponse) -> Any:
         raise UpstreamUnavailable("the answer is not JSON", {"path": response.url.path}) from None
 
 
+def _exchange_weight(_key: bytes, entry: tuple[str | None, float]) -> int:
+    """An exchange's bytes: its token and under 512 bytes besides (measured: 1.3 KB for a
+    1 KB token, 16.7 KB for a 16 KiB one)."""
+    return len(entry[0] or "") + 512
+
+
 class Callers:
     """Turns a URL-API request's credentials into a pull grant, or an administrator."""
 
     def __init__(
         self, verifier: TokenVerifier, upstream: Upstream, challenge: Challenge, service: str,
-        credentials_ttl_s: float, refusal_ttl_s: float, maxsize: int,
+        credentials_ttl_s: float, refusal_ttl_s: float, maxsize: int, max_bytes: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._verifier = verifier
@@ -74,7 +80,7 @@ class Callers:
         self._refusal_ttl_s = refusal_ttl_s
         self._clock = clock
         self.exchanges: ExpiringCache[bytes, tuple[str | None, float]] = ExpiringCache(
-            maxsize, lambda entry: entry[1], clock
+            maxsize, lambda entry: entry[1], clock, weigh=_exchange_weight, max_weight=max_bytes,
         )
 
     async def pull(self, request: web.BaseRequest, name: str) -> Pull:

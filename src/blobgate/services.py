@@ -138,7 +138,7 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats, lines: Lin
             challenge = Challenge(cfg.auth.realm, cfg.auth.service, upstream)
             callers = Callers(verifier, upstream, challenge, cfg.auth.service,
                               cfg.api.credentials_ttl_s, cfg.auth.refusal_ttl_s,
-                              cfg.auth.token_cache_size)
+                              cfg.auth.token_cache_size, cfg.auth.token_cache_bytes)
             stats.caches["credential_exchange"] = callers.exchanges
             api = UrlApi(blobs, audit, callers, cfg.api.max_batch, cfg.api.concurrency,
                          cfg.api.max_expires_s, cfg.server.client_body_timeout_s)

@@ -109,3 +109,43 @@ async def test_one_token_respelled_thousands_of_times_fills_no_memory(
     assert seen['blobgate_cache_entries{cache="token"}'] == 2  # the two canonical tokens
     assert seen['blobgate_cache_entries{cache="confirmation"}'] == 2
     assert grown < TOKEN_CACHE_SIZE * CANONICAL_ENTRY_BYTES + SLACK_BYTES, grown
+
+
+TOKEN_CACHE_BYTES = 2 << 20
+BIG_TOKENS = 1500
+
+
+def big_token(signer: Signer, index: int) -> str:
+    """A valid token near the 8 KiB a request header may hold (aiohttp's limit, and
+    nginx's default in front of Harbor): pull on ``NAME`` and on 80 other repositories,
+    as an issuer that lists many repositories would make for anyone."""
+    access = [{"type": "repository", "name": NAME, "actions": ["pull"]}] + [
+        {"type": "repository", "name": f"filler/r{index}-{n:03d}", "actions": ["pull"]}
+        for n in range(80)]
+    return signer.token(NAME, access=access)
+
+
+@pytest.mark.timeout(600)
+async def test_distinct_large_tokens_stay_within_the_cache_byte_bound(
+    s3_server: S3Server, put_blob: Callable[..., str], bundle: Path, signer: Signer,
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(1024)
+    digest = put_blob(data)
+    tokens = [big_token(signer, i) for i in range(BIG_TOKENS)]
+    assert 6_000 < len(tokens[0]) < 8_000
+    with StandinProcess(tmp_path / "standin", {(NAME, digest): data}) as standin, \
+            ServedGateway(tmp_path / "gateway", standin.url, bundle, s3_server.endpoint_url,
+                          auth={"token_cache_size": 100_000,
+                                "token_cache_bytes": TOKEN_CACHE_BYTES}) as served:
+        url = f"{served.url}/v2/{NAME}/blobs/{digest}"
+        assert set(await send_all(url, [f"Bearer {t}" for t in tokens[:50]])) == {307}
+        before = served.rss_bytes()
+        statuses = await send_all(url, [f"Bearer {t}" for t in tokens[50:]])
+        grown = served.rss_bytes() - before
+        seen = await metrics(served)
+
+    assert set(statuses) == {307}  # every token still served: evicted ones verify again
+    held = seen['blobgate_cache_entries{cache="token"}']
+    assert 0 < held < TOKEN_CACHE_BYTES / len(tokens[0])  # the bytes, not the count, bound it
+    assert grown < TOKEN_CACHE_BYTES + BIG_TOKENS * CANONICAL_ENTRY_BYTES + SLACK_BYTES, grown

@@ -29,3 +29,22 @@ def test_a_full_cache_drops_its_oldest_entry_and_counts_it() -> None:
     cache.pop(0)
     cache.clear()
     assert len(cache) == 0
+
+
+def test_a_weighed_cache_keeps_its_entries_within_max_weight() -> None:
+    cache: ExpiringCache[str, str] = ExpiringCache(
+        100, lambda _v: float("inf"), weigh=lambda key, value: len(key) + len(value),
+        max_weight=100)
+    for i in range(10):
+        cache.put(f"k{i}", "x" * 28)  # 30 each: three fit
+    assert len(cache) == 3
+    assert cache.weight == 90
+    assert [cache.peek(f"k{i}") is not None for i in (6, 7, 8, 9)] == [False, True, True, True]
+    assert cache.evictions == 7
+    cache.put("k9", "y")  # replacing an entry gives its weight back
+    assert cache.weight == 60 + 3
+    cache.pop("k8")
+    assert cache.weight == 33
+    cache.clear()
+    assert cache.weight == 0
+    assert len(cache) == 0

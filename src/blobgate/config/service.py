@@ -122,6 +122,7 @@ class AuthConfig:
     leeway_s: int = 60
     algorithms: tuple[str, ...] = ASYMMETRIC_ALGORITHMS
     token_cache_size: int = 100_000
+    token_cache_bytes: int = 64 << 20
     reload_interval_s: float = 10.0
     realm: str | None = None
     refusal_ttl_s: float = 10.0
@@ -135,6 +136,7 @@ class AuthConfig:
         check(bool(self.service), "service", "must not be empty")
         check(0 <= self.leeway_s <= 600, "leeway_s", "must be between 0 and 600")
         check(self.token_cache_size > 0, "token_cache_size", "must be positive")
+        check(self.token_cache_bytes >= 1 << 20, "token_cache_bytes", "must be at least 1048576")
         check(bool(self.algorithms), "algorithms", "must name at least one algorithm")
         for alg in self.algorithms:
             check(
