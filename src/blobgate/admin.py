@@ -63,7 +63,9 @@ class AdminToken:
         scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
             raise Unauthorized("admin endpoints need a bearer token", CHALLENGE)
-        if not hmac.compare_digest(presented.strip().encode(), self._token):
+        # A header aiohttp could not read as UTF-8 holds surrogates: never the token.
+        if not hmac.compare_digest(presented.strip().encode(errors="surrogateescape"),
+                                   self._token):
             log.warning("admin request with a wrong token from %s", request.remote)
             raise AccessDenied("the admin token is not valid")
 

@@ -91,12 +91,13 @@ class Confirmations:
         self._keep(token, name, (True, min(token_expires_at, self._clock() + self._ttl_s)))
         return True
 
-    def drop_accepted(self, token: bytes, name: str) -> None:
-        """Forget this replica's acceptance of ``token`` for ``name`` (another replica saw
-        the registry refuse it); a refusal held here stays."""
+    def heard_refusal(self, token: bytes, name: str) -> None:
+        """Another replica saw the registry refuse ``token`` for ``name``: hold that refusal
+        here for ``refusal_ttl_s`` too, so no acceptance written back into Redis meanwhile
+        is believed (a refusal held already stays as it is)."""
         held = self.cache.peek((token, name))
-        if held is not None and held[0]:
-            self.cache.pop((token, name))
+        if held is None or held[0]:
+            self.cache.put((token, name), (False, self._clock() + self._refusal_ttl_s))
 
     def _keep(self, token: bytes, name: str, verdict: Verdict, announce: bool = False) -> None:
         self.cache.put((token, name), verdict)

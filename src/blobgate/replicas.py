@@ -69,7 +69,7 @@ class Replicas:
             if not isinstance(token, str) or not TOKEN_KEY.fullmatch(token) \
                     or not isinstance(name, str):
                 raise Malformed("a refusal names a token hash and a repository")
-            self._blobs.gate.confirmations.drop_accepted(bytes.fromhex(token), name)
+            self._blobs.gate.confirmations.heard_refusal(bytes.fromhex(token), name)
         else:
             raise Malformed(f"unknown invalidation {str(op)[:40]!r}")
 

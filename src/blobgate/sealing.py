@@ -1,11 +1,15 @@
-"""Signatures on everything blobgate keeps in, and sends through, a shared Redis.
+"""Sealing everything blobgate keeps in, and sends through, a shared Redis.
 
-Redis is trusted to be there (or not), never with the integrity of what it holds: it is
-often shared with the registry itself, without a password, and a database index is no
-boundary (pub/sub spans them all). So every value written and every invalidation
-published carries an HMAC-SHA256 over where it lives (the full key, or the channel) and
-what it says, keyed with a secret every replica reads from a file (a mounted Secret).
-A value that lacks a valid MAC, or whose MAC was made for another key, is not believed.
+Redis is trusted to be there (or not), never with what it holds: it is often shared with
+the registry itself, without a password, and a database index is no boundary (pub/sub
+spans them all). Whoever reads it must learn nothing usable (a cached presigned URL is a
+bearer credential for a private layer) and whoever writes it must make no replica
+believe anything. So every value written and every invalidation published is sealed with
+AES-256-GCM under a key derived (HKDF-SHA256) from a secret every replica reads from a
+file (a mounted Secret), with where it lives (the full key, or the channel) as associated
+data: it is unreadable without the secret, and a value that does not open, or was sealed
+for another key, is not believed. Messages also carry when and by whom they were sent
+(``fresh``), so a captured one cannot be replayed.
 
 Rotation without downtime: the new key goes into ``mac_key_file`` and the old one into
 ``mac_previous_key_file``; the old key then still verifies (never signs) for
@@ -17,22 +21,27 @@ keys in force.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import string
+import base64
+import binascii
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from blobgate.config import RedisConfig
 from blobgate.errors import ConfigError
 from blobgate.metrics import Stats
 from blobgate.watch import FileWatcher
 
-MAC_CHARS = 64  # hex of an HMAC-SHA256, in front of every sealed value
 MIN_KEY_BYTES = 32
 ENTRY, MESSAGE = b"entry", b"message"  # what was sealed: a stored value or a message
-HEX = frozenset(string.hexdigits.lower().encode())
+FORMAT = b"s1."  # in front of every sealed value: base64url(nonce + ciphertext + tag)
+NONCE_BYTES, TAG_BYTES = 12, 16
 
 
 class Rejected(Exception):
@@ -61,6 +70,12 @@ def read_key(path: str, key: str, missing_ok: bool = False) -> bytes | None:
     return secret
 
 
+def _cipher(secret: bytes) -> AESGCM:
+    """The AEAD for ``secret`` (the file's bytes, stretched to a 256-bit key)."""
+    key = HKDF(hashes.SHA256(), 32, salt=None, info=b"blobgate shared state").derive(secret)
+    return AESGCM(key)
+
+
 class Keyring:
     """Seals with the current key; opens with it, or with the previous one while its grace
     lasts."""
@@ -71,7 +86,6 @@ class Keyring:
     ) -> None:
         self._grace_s = grace_s
         self._clock = clock
-        self._current = current
         self._previous: bytes | None = None
         self._previous_until = 0.0
         self.replace(current, previous)
@@ -80,31 +94,46 @@ class Keyring:
         """Use new keys; a previous key not seen before starts its grace now."""
         if previous != self._previous:
             self._previous_until = self._clock() + self._grace_s
-        self._current, self._previous = current, previous
+        self._current = _cipher(current)
+        self._previous, self._old = previous, None if previous is None else _cipher(previous)
 
     def seal(self, kind: bytes, place: str, value: bytes) -> bytes:
-        """``value`` with the MAC of (``kind``, ``place``, ``value``) in front."""
-        return _mac(self._current, kind, place, value) + value
+        """``value`` encrypted and authenticated for ``kind`` at ``place``."""
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = nonce + self._current.encrypt(nonce, value, _context(kind, place))
+        return FORMAT + base64.urlsafe_b64encode(sealed)
 
     def open(self, kind: bytes, place: str, sealed: bytes) -> bytes:
-        """The value ``sealed`` carries, if its MAC is right for ``kind`` at ``place``;
-        raises ``Rejected`` (``unsigned``, ``bad_mac``, ``expired_key``) otherwise."""
-        mac, value = sealed[:MAC_CHARS], sealed[MAC_CHARS:]
-        if len(mac) < MAC_CHARS or not HEX.issuperset(mac):
+        """The value ``sealed`` carries, if it was sealed for ``kind`` at ``place`` with a
+        key in force; raises ``Rejected`` (``unsigned``: not sealed at all, ``bad_mac``,
+        ``expired_key``) otherwise."""
+        try:
+            if not sealed.startswith(FORMAT):
+                raise ValueError("not sealed")
+            raw = base64.urlsafe_b64decode(sealed[len(FORMAT):])
+        except (ValueError, binascii.Error):
+            raise Rejected("unsigned") from None
+        if len(raw) < NONCE_BYTES + TAG_BYTES:
             raise Rejected("unsigned")
-        if hmac.compare_digest(mac, _mac(self._current, kind, place, value)):
+        nonce, body, context = raw[:NONCE_BYTES], raw[NONCE_BYTES:], _context(kind, place)
+        try:
+            return self._current.decrypt(nonce, body, context)
+        except InvalidTag:
+            pass
+        if self._old is None:
+            raise Rejected("bad_mac")
+        try:
+            value = self._old.decrypt(nonce, body, context)
+        except InvalidTag:
+            raise Rejected("bad_mac") from None
+        if self._clock() < self._previous_until:
             return value
-        previous = self._previous
-        if previous is not None and hmac.compare_digest(mac, _mac(previous, kind, place, value)):
-            if self._clock() < self._previous_until:
-                return value
-            raise Rejected("expired_key")
-        raise Rejected("bad_mac")
+        raise Rejected("expired_key")
 
 
-def _mac(key: bytes, kind: bytes, place: str, value: bytes) -> bytes:
-    signed = b"\0".join((kind, place.encode(), value))
-    return hmac.new(key, signed, hashlib.sha256).hexdigest().encode()
+def _context(kind: bytes, place: str) -> bytes:
+    """What a sealed value is bound to: its kind and where it lives (no NUL in either)."""
+    return kind + b"\0" + place.encode()
 
 
 def _keys(cfg: RedisConfig) -> tuple[bytes, bytes | None]:

@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import math
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -145,7 +146,10 @@ class Shared:
         """Delete ``keys`` (``cache:key``) everywhere, then tell every replica (signed)."""
         if keys:
             await self._call("delete", self._client.unlink(*(self._prefix + k for k in keys)))
-        sealed = self.keys.seal(MESSAGE, self.channel, json.dumps(message).encode())
+        # When and which: a captured message is stale after a while, and a repeat of one
+        # heard already is dropped (listener.Listener), so neither can be replayed.
+        stamped = {**message, "at": time.time(), "id": secrets.token_hex(8)}
+        sealed = self.keys.seal(MESSAGE, self.channel, json.dumps(stamped).encode())
         await self._call("publish", self._client.publish(self.channel, sealed))
 
     async def flush(self) -> None:

@@ -41,6 +41,7 @@ from hardening.wire import Answer, bearer, exchange
 
 from support.eventually import eventually
 from support.gateway import GatewayFactory
+from support.messages import message
 from support.standin import StandIn
 from support.tokens import Signer
 
@@ -188,7 +189,10 @@ async def test_a_refusal_through_a_stops_b_within_a_second(
     assert (await ask(b, blob, token)).status == 401  # the registry's own answer
     assert standin[0].count("HEAD", blob) == heads  # from Redis: B did not ask the registry
     assert stats(b).invalidations["refuse"] == 1
-    message = json.loads(published["data"][64:])
+    message = json.loads(Keyring(secret(shared_redis)).open(
+        MESSAGE, f"{shared_redis.key_prefix}invalidate", published["data"]))
+    assert isinstance(message.pop("at"), float)
+    assert isinstance(message.pop("id"), str)
     assert message == {"op": "refuse", "token": shared_key(token), "name": TEAM_A}
     assert token.encode() not in published["data"]
     assert (await ask(a, blob, token)).status == 401  # A keeps its refusal
@@ -248,7 +252,8 @@ async def test_the_listener_survives_bad_messages_and_shows_in_readiness_while_d
         assert (await ask(b, blob, token)).status == 307
         channel, keys = f"{shared_redis.key_prefix}invalidate", Keyring(secret(shared_redis))
         await raw.publish(channel, b'{"op": "flush"}')  # not signed: not obeyed
-        await raw.publish(channel, keys.seal(MESSAGE, channel, b'{"op": "forget", "refs": 5}'))
+        bad = message({"op": "forget", "refs": 5})
+        await raw.publish(channel, keys.seal(MESSAGE, channel, bad))
         assert (await ask(a, blob, token, "DELETE")).status == 200
         await eventually(b_forgot)
         assert stats(b).shared_rejected == {("channel", "unsigned"): 1,

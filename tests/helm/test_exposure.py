@@ -20,6 +20,7 @@ METADATA = [ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:
 BROAD: dict[str, Any] = {
     "config": {"upstream": {"url": "https://registry.example.com"},
                "redis": {"url": "redis://10.9.0.4:6379/0"}},
+    "redisMac": {"secretName": "blobgate-redis-mac"},
     "networkPolicy": {"egress": {
         "dns": [{"ipBlock": {"cidr": "169.254.20.10/32"}}],  # NodeLocal DNSCache
         "storage": {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]},
@@ -98,12 +99,21 @@ def test_every_egress_rule_names_its_destination(
 
 @pytest.mark.parametrize(
     ("values", "message"),
-    [({"networkPolicy": {"egress": {"extra": [{"to": [{"ipBlock": {"cidr": cidr}}]}]}}},
+    [({"networkPolicy": {"egress": {"extra": [{"to": [{"ipBlock": {"cidr": cidr}}],
+                                                "ports": [{"port": 80}]}]}}},
       "reaches the instance metadata endpoint")
      for cidr in ("169.254.0.0/16", "169.254.169.254/32", "fd00:ec2::254/128")]
     + [({"networkPolicy": {"egress": {"dns": []}}}, "networkPolicy.egress.dns is empty"),
-       ({"networkPolicy": {"egress": {"s3": {"to": []}}}}, "is now networkPolicy.egress.storage")],
-    ids=["link-local", "metadata", "metadata-v6", "no-dns", "old-s3-key"],
+       ({"networkPolicy": {"egress": {"s3": {"to": []}}}}, "is now networkPolicy.egress.storage")]
+    + [({"networkPolicy": {"egress": egress_values}}, "every rule needs destinations")
+       for egress_values in ({"extra": [{"ports": [{"port": 8200}]}]},
+                             {"extra": [{"to": [], "ports": [{"port": 80}]}]},
+                             {"extra": [{"to": [{"podSelector": {}}]}]},
+                             {"storage": {"to": [], "ports": [{"port": 443}]}},
+                             {"storage": {"ports": []}})],
+    ids=["link-local", "metadata", "metadata-v6", "no-dns", "old-s3-key", "extra-without-to",
+         "extra-with-empty-to", "extra-without-ports", "storage-empty-to",
+         "storage-empty-ports"],
 )
 def test_chart_refuses_egress_it_cannot_scope(
     chart: Chart, values: dict[str, Any], message: str

@@ -94,6 +94,21 @@ async def test_a_flush_needs_the_token(served: GatewayProcess, token: str) -> No
     assert token not in served.log_text()
 
 
+async def test_a_token_that_is_not_utf8_is_refused_not_an_error(
+    served: GatewayProcess, token: str
+) -> None:
+    port = int(served.admin_url().rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST " + FLUSH.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                 b"Authorization: Bearer \xff\xfe" + token.encode() + b"\r\n"
+                 b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 403 ")
+    assert "Traceback" not in served.log_text()
+
+
 async def test_metrics_and_probes_need_no_token_and_serve_no_admin(
     served: GatewayProcess,
 ) -> None:

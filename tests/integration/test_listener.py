@@ -4,7 +4,9 @@ failure of its own it says so, subscribes again, drops everything, and hears aga
 
 from __future__ import annotations
 
+import json
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -17,6 +19,7 @@ from blobgate.sealing import ENTRY, MESSAGE, Keyring
 from blobgate.shared import Malformed, Message, Shared, open_shared
 
 from support.eventually import eventually
+from support.messages import message
 
 
 @pytest.fixture
@@ -57,10 +60,10 @@ async def test_it_skips_what_it_cannot_believe_or_use_and_keeps_hearing(
             b'{"op": "flush"}',  # no MAC
             Keyring(secrets.token_bytes(32)).seal(MESSAGE, channel, b'{"op": "flush"}'),
             keys.seal(ENTRY, channel, b'{"op": "flush"}'),  # signed as an entry
-            keys.seal(MESSAGE, channel, b'{"op": "forget", "refs": 5}'),
+            keys.seal(MESSAGE, channel, message({"op": "forget", "refs": 5})),
             keys.seal(MESSAGE, channel, b"not json"),
             keys.seal(MESSAGE, channel, b"[1]"),
-            keys.seal(MESSAGE, channel, b'{"op": "grant"}'),
+            keys.seal(MESSAGE, channel, message({"op": "grant"})),
         ):
             await raw.publish(channel, data)
         good = {"op": "forget", "refs": [["a/b", "sha256:" + "0" * 64]]}
@@ -112,3 +115,29 @@ async def test_after_a_failure_of_its_own_it_is_down_then_hears_again(
         listener.stop()
     assert stats.shared_errors["listen"] >= 1
     assert not shared.failing  # Redis itself was fine all along
+
+
+async def test_a_message_heard_before_or_sent_long_ago_is_not_obeyed(
+    shared_redis: RedisConfig, raw: Redis,
+) -> None:
+    stats, heard = Stats(), []
+    async with open_shared(shared_redis, stats) as shared:
+        listener = Listener(shared, forgets(heard))
+        listener.start()
+        await subscribed(raw, shared)
+        channel, keys = shared.channel, shared.keys
+        body = {"op": "forget", "refs": [["a/b", "sha256:" + "0" * 64]]}
+        captured = keys.seal(MESSAGE, channel, message(body))
+        for data in (captured, captured, captured,  # one real message, replayed twice
+                     keys.seal(MESSAGE, channel, message(body, at=time.time() - 120)),
+                     keys.seal(MESSAGE, channel, message(body, at=time.time() + 120)),
+                     keys.seal(MESSAGE, channel, json.dumps(body).encode())):  # no when or which
+            await raw.publish(channel, data)
+        await shared.publish([], {"op": "flush"})
+
+        async def all_heard() -> bool:
+            return sum(stats.shared_rejected.values()) == 5 and len(heard) == 2
+        await eventually(all_heard)
+    assert [m["op"] for m in heard] == ["forget", "flush"]
+    assert stats.shared_rejected == {("channel", "replayed"): 2, ("channel", "stale"): 2,
+                                     ("channel", "malformed"): 1}

@@ -11,12 +11,16 @@ verifies within its grace; new key files are picked up without a restart.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.asyncio import Redis
 
 from blobgate.config import RedisConfig
@@ -92,14 +96,25 @@ async def test_values_cross_between_clients(shared_redis: RedisConfig) -> None:
     assert stats.shared["m", "miss"] == 1
 
 
-async def test_values_are_stored_signed(shared_redis: RedisConfig, raw: Redis) -> None:
+async def test_values_are_stored_sealed(shared_redis: RedisConfig, raw: Redis) -> None:
+    value = "https://bucket.example/data?X-Amz-Signature=f00d"  # as a cached URL would be
     async with open_shared(shared_redis, Stats()) as shared:
-        shared.put("m", "k", "12|99", ttl_s=30)
+        shared.put("url", "k", value, ttl_s=30)
         await shared.settle()
-    stored = await raw.get(f"{shared_redis.key_prefix}m:k")
+    place = f"{shared_redis.key_prefix}url:k"
+    stored = await raw.get(place)
     assert stored is not None
-    assert stored.endswith(b"12|99")
-    assert len(stored) == 64 + 5
+    assert b"X-Amz-Signature" not in stored  # whoever reads Redis learns nothing usable
+    assert b"bucket.example" not in stored
+    # Opened here by the documented scheme, without blobgate's code: AES-256-GCM under
+    # HKDF-SHA256(secret, info "blobgate shared state"), nonce first, the kind and the
+    # full key as associated data.
+    assert stored.startswith(b"s1.")
+    raw_bytes = base64.urlsafe_b64decode(stored[3:])
+    key = HKDF(hashes.SHA256(), 32, salt=None, info=b"blobgate shared state").derive(
+        secret_of(shared_redis))
+    opened = AESGCM(key).decrypt(raw_bytes[:12], raw_bytes[12:], b"entry\0" + place.encode())
+    assert opened == value.encode()
 
 
 async def test_a_hung_redis_costs_one_bounded_call_then_is_left_alone(
@@ -177,7 +192,8 @@ async def test_the_previous_key_verifies_within_its_grace(
         await shared.settle()
     new_place = f"{cfg.key_prefix}m:new"
     stored = await raw.get(new_place)
-    assert stored == Keyring(secret_of(cfg)).seal(ENTRY, new_place, b"1|99")
+    assert stored is not None
+    assert Keyring(secret_of(cfg)).open(ENTRY, new_place, stored) == b"1|99"
     assert stats.shared["m", "hit"] == 1
 
 
@@ -220,7 +236,7 @@ async def test_new_key_files_are_used_without_a_restart(
     new = rotate(cfg, tmp_path)
     watcher.check()
     assert stats.reloads["redis_mac_key", "ok"] == 1
-    assert keys.seal(ENTRY, place, b"x") == Keyring(new).seal(ENTRY, place, b"x")
+    assert Keyring(new).open(ENTRY, place, keys.seal(ENTRY, place, b"x")) == b"x"
     async with open_shared(cfg, stats) as shared:
         shared.keys = keys
         assert await shared.get("m", "k", anything) == "12|99"  # within the grace
@@ -231,7 +247,7 @@ async def test_new_key_files_are_used_without_a_restart(
     mac_key(tmp_path).write_text("short\n")  # a bad new key keeps the old ones
     watcher.check()
     assert stats.reload_healthy["redis_mac_key"] == 0
-    assert keys.seal(ENTRY, place, b"x") == Keyring(new).seal(ENTRY, place, b"x")
+    assert Keyring(new).open(ENTRY, place, keys.seal(ENTRY, place, b"x")) == b"x"
 
 
 ACL_USER = ("on", ">acl-password", "resetkeys", "~blobgate:*", "resetchannels", "&blobgate:*",
@@ -270,6 +286,34 @@ async def test_an_acl_user_limited_to_the_prefix_is_enough(tmp_path: Path) -> No
             listener.stop()
         assert heard == [{"op": "forget", "refs": []}, {"op": "flush"}]
         assert stats.shared_errors == {}
+    finally:
+        await admin.aclose()
+        server.stop()
+
+
+async def test_a_subscription_redis_refuses_shows_in_readiness(tmp_path: Path) -> None:
+    """An ACL user whose channels do not cover blobgate's (a key_prefix other than the one
+    the ACL names): Redis answers NOPERM, which is no outage to wait out."""
+    try:
+        server = RedisServer(tmp_path / "redis")
+    except FileNotFoundError:
+        pytest.skip(f"no redis-server: {INSTALL}")
+    admin = Redis(port=server.port)
+    try:
+        await admin.execute_command("ACL", "SETUSER", "blobgate", *ACL_USER)
+        cfg = RedisConfig(url=f"redis://blobgate@127.0.0.1:{server.port}/1",
+                          password="acl-password", key_prefix="other:", retry_s=0,
+                          mac_key_file=str(mac_key(tmp_path)))
+        async with open_shared(cfg, Stats()) as shared:
+            listener = Listener(shared, lambda _message: None)
+            listener.start()
+
+            async def refused() -> bool:
+                return bool(listener.down)
+            await eventually(refused)
+            assert "refused the subscription" in listener.down
+            assert "NoPermission" in listener.down
+            listener.stop()
     finally:
         await admin.aclose()
         server.stop()

@@ -27,6 +27,7 @@ REGISTRY = URL("https://registry.example:5000/v2/a/blobs/sha256:00")
      ("::1", True), ("::", True), ("fe80::1", True), ("fe80::1%eth0", True), ("ff02::1", True),
      ("::ffff:169.254.169.254", True), ("::ffff:127.0.0.1", True),
      ("2002:a9fe:a9fe::1", True), ("::ffff:8.8.8.8", True),
+     ("fd00:ec2::254", True), ("100.100.100.200", True),  # AWS (IPv6), Alibaba metadata
      ("10.0.0.1", False), ("172.16.0.1", False), ("192.168.1.1", False), ("fd00::1", False),
      ("52.216.0.1", False), ("2600:1f18::1", False)],
 )
@@ -74,7 +75,11 @@ def test_allowed_hosts_are_followed(hosts: tuple[str, ...], location: str, follo
      (("xn--bcher-kva.example",), "https://bücher.example/k", "host"),
      (("169.254.169.254",), "http://169.254.169.254/latest/meta-data/", "address"),
      (("[fe80::1]",), "http://[fe80::1]/k", "address"),
-     (("127.0.0.1:9000",), "http://127.0.0.1:9000/k", "address")],
+     (("127.0.0.1:9000",), "http://127.0.0.1:9000/k", "address"),
+     # Forms aiohttp connects to as addresses without the resolver, listed as names
+     (("2130706433",), "http://2130706433/k", "address"),
+     (("127.1",), "http://127.1/k", "address"),
+     (("0177.0.0.1",), "http://0177.0.0.1/k", "address")],
 )
 def test_other_redirects_are_refused_and_counted(
     hosts: tuple[str, ...], location: str, reason: str

@@ -28,6 +28,11 @@ which keeps link-local metadata endpoints out unless networkPolicy.egress.instan
 {{- $rules = append $rules (dict "to" $metadata "ports" (list (dict "port" 80 "protocol" "TCP"))) }}
 {{- end }}
 {{- $rules = concat $rules $e.extra }}
+{{- range $rules }}
+{{- if or (not .to) (not .ports) }}
+{{- fail (printf "networkPolicy.egress: every rule needs destinations (to) and ports; an empty or missing one means every address or every port, the metadata endpoint included (rule: %s). Write {ipBlock: {cidr: 0.0.0.0/0}} to mean the internet" (toJson .)) }}
+{{- end }}
+{{- end }}
 {{- if not $e.instanceMetadata }}
 {{- $rules = (include "blobgate.networkPolicy.guard" (dict "rules" $rules) | fromYaml).rules }}
 {{- end }}

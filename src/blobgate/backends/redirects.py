@@ -27,6 +27,7 @@ import socket
 from typing import NoReturn
 
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.helpers import is_ip_address
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
@@ -37,7 +38,10 @@ from blobgate.metrics import Stats
 log = logging.getLogger(__name__)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+# Not loopback or link-local by Python's reckoning, yet never storage: this network, and
+# the instance metadata services outside 169.254.0.0/16 (AWS over IPv6, Alibaba Cloud).
+_NEVER = (ipaddress.ip_network("0.0.0.0/8"), ipaddress.ip_network("fd00:ec2::/32"),
+          ipaddress.ip_network("100.100.100.200/32"))
 _WHY = {
     "location": "not a URL",
     "scheme": "not http or https",
@@ -64,7 +68,8 @@ def forbidden(address: str) -> bool:
 
 def _local(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return (ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast
-            or ip.is_reserved or ip in _THIS_NETWORK)
+            or ip.is_reserved or any(ip in network for network in _NEVER
+                                     if network.version == ip.version))
 
 
 def _literal(host: str) -> str | None:
@@ -127,6 +132,10 @@ class RedirectPolicy:
                 port == _DEFAULT_PORTS[url.scheme] and (host, None) in self._hosts):
             self.refuse("host", where)
         if self._check_addresses and _literal(host) and forbidden(host):
+            self.refuse("address", where)
+        if _literal(host) is None and is_ip_address(host):
+            # A form aiohttp connects to as an address without asking the resolver
+            # (2130706433, 127.1, 0177.0.0.1): never a storage host.
             self.refuse("address", where)
         return url
 
