@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 PACKAGES = {"wrk": "wrk", "nginx": "nginx", "docker-registry": "docker-registry",
-            "curl": "curl", "taskset": "util-linux"}
+            "curl": "curl", "taskset": "util-linux", "haproxy": "haproxy"}
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
 

@@ -1,0 +1,2 @@
+"""``python -m bench storm``: placeholder replaced below."""
+TOKENS = 500
