@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     broken.add_argument("--fault", action="append", choices=list(FAULTS), default=[],
                         help="run only this fault window (repeatable; default: all)")
     broken.add_argument("--out", type=Path, default=Path("bench/chaos.md"))
-    broken.add_argument("--keep", action="store_true", help="keep the working directory")
+    broken.add_argument("--workdir", type=Path,
+                        help="work (and leave the logs) here instead of a temporary folder")
+    broken.add_argument("--replicas", type=int, default=chaos.Plan.replicas)
+    broken.add_argument("--skopeo-loops", type=int, default=chaos.Plan.skopeo_loops)
+    broken.add_argument("--ctr-loops", type=int, default=chaos.Plan.ctr_loops)
     stormy = commands.add_parser("storm", help="500 new tokens pulling a 10-layer image at "
                                  "once: blobgate vs the registry's own redirect")
     stormy.add_argument("--tokens", type=int, default=storm.TOKENS)
@@ -57,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "signing":
         return signing.run(args.count)
     if args.command == "chaos":
-        return chaos.run(args.fault or list(FAULTS), args.out, command, args.keep)
+        plan = chaos.Plan(args.fault or list(FAULTS), args.replicas, args.skopeo_loops,
+                          args.ctr_loops)
+        return chaos.run(plan, args.out, command, args.workdir)
     if args.command == "storm":
         return storm.run(args.tokens, args.out, command)
     mode = QUICK if args.quick else FULL

@@ -145,18 +145,16 @@ def _window(fleet: Fleet, name: str, image: Image, tokens: Tokens, run: Run,
     say(f"{name}: recovered in {recover_s:.1f} s")
 
 
-def run(faults: Sequence[str], out: Path, command: str, keep: bool) -> int:
+def run(plan: Plan, out: Path, command: str, workdir: Path | None) -> int:
     """``python -m bench chaos``: the whole run, its tables written to ``out``; 0 when
-    every goal was met."""
+    every goal was met. The run works in ``workdir`` (kept), else in a temporary folder."""
     started, load_before = time.monotonic(), os.getloadavg()[0]
     with contextlib.ExitStack() as cleanup:
-        if keep:
-            workdir = Path(tempfile.mkdtemp(prefix="blobgate-chaos-"))
-        else:
+        if workdir is None:
             workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(
                 prefix="blobgate-chaos-")))
         say(f"working in {workdir}; starting the fleet")
-        result = chaos(Plan(faults), workdir, say)
+        result = chaos(plan, workdir, say)
     header = "\n".join([
         f"## Chaos run ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{time.monotonic() - started:.0f} s)", "", *machine.describe(),

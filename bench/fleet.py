@@ -34,6 +34,7 @@ from blobgate.devstack.registry import RegistryOptions
 from blobgate.devstack.stack import PUSHER, Stack, gateway_config
 
 READY_TIMEOUT_S = 60.0
+AUDIT_QUEUE = 10_000  # audit.queue_size's default
 
 
 def _status(url: str) -> int:
@@ -117,7 +118,9 @@ class Fleet:
             config = merged(gateway_config(self.stack), {
                 "redis": {"url": self.redis.url, "key_prefix": f"chaos-{secrets.token_hex(3)}:",
                           "mac_key_file": str(mac_key(workdir / "redis"))},
-                "audit": {"sink": "postgres", "dsn": self.postgres.dsn},
+                # Every client pulls as one account: its share of the queue is the queue.
+                "audit": {"sink": "postgres", "dsn": self.postgres.dsn,
+                          "caller_queue_size": AUDIT_QUEUE},
             })
             self.replicas = []
             for i in range(replicas):

@@ -55,6 +55,7 @@ class Tokens:
         self._pool: collections.deque[tuple[float, str]] = collections.deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._last = (0.0, "")
         self._refill()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -76,13 +77,20 @@ class Tokens:
                 continue  # the token service is down: the pool lasts
 
     def take(self) -> str:
-        """A token no pull used before, minted less than ``TOKEN_LIFE_S`` ago."""
+        """A token no pull used before, minted less than ``TOKEN_LIFE_S`` ago; when none
+        is left and the token service is down, the last one handed out (a job holding a
+        token pulls with it)."""
         with self._lock:
             while self._pool:
-                minted, token = self._pool.pop()
-                if time.monotonic() - minted < TOKEN_LIFE_S:
-                    return token
-        return self._mint()[1]
+                self._last = self._pool.pop()
+                if time.monotonic() - self._last[0] < TOKEN_LIFE_S:
+                    return self._last[1]
+        try:
+            self._last = self._mint()
+        except OSError:
+            if time.monotonic() - self._last[0] >= TOKEN_LIFE_S:
+                raise
+        return self._last[1]
 
     def close(self) -> None:
         """Stop minting."""
