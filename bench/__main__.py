@@ -1,6 +1,6 @@
 """``python -m bench run [--quick] [--only NAME ...] [--out FILE]``, ``python -m bench
-profile``, ``python -m bench instructions`` and ``python -m bench signing``: see
-BENCHMARKS.md."""
+profile``, ``python -m bench instructions``, ``python -m bench signing`` and ``python -m
+bench storm``: see BENCHMARKS.md; ``python -m bench chaos``: see RELIABILITY.md."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench import instructions, profile, runner, signing
+from bench import chaos, instructions, profile, runner, signing, storm
+from bench.faults import FAULTS
 from bench.scenarios import SCENARIOS
 from bench.world import FULL, QUICK
 
@@ -37,6 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     counted.add_argument("--quick", action="store_true", help="50 GETs instead of 500")
     sign = commands.add_parser("signing", help="in-process cost of one signed URL per backend")
     sign.add_argument("--count", type=int, default=2000, help="URLs signed per backend")
+    broken = commands.add_parser("chaos", help="real clients through replicas behind "
+                                 "HAProxy while one part after another fails (minutes)")
+    broken.add_argument("--fault", action="append", choices=list(FAULTS), default=[],
+                        help="run only this fault window (repeatable; default: all)")
+    broken.add_argument("--out", type=Path, default=Path("bench/chaos.md"))
+    broken.add_argument("--workdir", type=Path,
+                        help="work (and leave the logs) here instead of a temporary folder")
+    broken.add_argument("--replicas", type=int, default=chaos.Plan.replicas)
+    broken.add_argument("--skopeo-loops", type=int, default=chaos.Plan.skopeo_loops)
+    broken.add_argument("--ctr-loops", type=int, default=chaos.Plan.ctr_loops)
+    stormy = commands.add_parser("storm", help="500 new tokens pulling a 10-layer image at "
+                                 "once: blobgate vs the registry's own redirect")
+    stormy.add_argument("--tokens", type=int, default=storm.TOKENS)
+    stormy.add_argument("--out", type=Path, default=Path("bench/storm.md"))
     args = parser.parse_args(argv)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.command == "profile":
@@ -45,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         return instructions.run(args.keep, args.quick)
     if args.command == "signing":
         return signing.run(args.count)
+    if args.command == "chaos":
+        plan = chaos.Plan(args.fault or list(FAULTS), args.replicas, args.skopeo_loops,
+                          args.ctr_loops)
+        return chaos.run(plan, args.out, command, args.workdir)
+    if args.command == "storm":
+        return storm.run(args.tokens, args.out, command)
     mode = QUICK if args.quick else FULL
     try:
         return runner.run(mode, args.only, args.out, command, args.keep)

@@ -23,8 +23,9 @@ def missing() -> list[str]:
 
 
 def install_hint(binaries: Sequence[str]) -> str:
-    """The command that installs ``binaries``."""
-    packages = sorted({PACKAGES[binary] for binary in binaries})
+    """The command that installs ``binaries`` (a binary not listed comes in the package of
+    its own name, as haproxy, skopeo or redis-server do)."""
+    packages = sorted({PACKAGES.get(binary, binary) for binary in binaries})
     return f"apt-get install -y {' '.join(packages)}"
 
 

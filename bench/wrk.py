@@ -83,10 +83,12 @@ def run(
     duration_s: int,
     expected: int = 307,
     cpus: str | None = CLIENT_CPU,
+    script: Path = SCRIPT,
 ) -> Load:
-    """Run wrk (one thread) against ``base_url`` and parse its summary."""
+    """Run wrk (one thread) against ``base_url`` with ``script`` (``rotate.lua`` or one
+    built on it) and parse its summary."""
     argv = [binary("wrk"), "-t1", f"-c{connections}", f"-d{duration_s}s",
-            "-s", str(SCRIPT), base_url, "--", str(pairs)]
+            "-s", str(script), base_url, "--", str(pairs)]
     done = subprocess.run(  # noqa: S603 - fixed binary, arguments built here
         pinned(argv, cpus), capture_output=True, text=True, timeout=duration_s + 60, check=False
     )

@@ -9,10 +9,12 @@ behind a proxy).
 request's line also carries the request's access-line fields and is its only line.
 ``PostgresAudit`` queues records in a bounded queue and writes them in batches with
 ``COPY``; it never blocks or fails a pull: when the database is slow or down, records
-that do not fit are dropped and counted (``blobgate_audit_records_total{result="dropped"}``),
-and on shutdown whatever is queued is flushed. One caller (a token's subject; anonymous
-callers together) may hold at most ``caller_queue_size`` records of the queue, so no
-caller, with URL-API batches or plain pulls, can crowd the others' records out.
+wait in the queue and are written once it is back; records that do not fit are dropped
+and counted (``blobgate_audit_records_total{result="dropped"}``), and on shutdown
+whatever is queued is flushed (for at most the shutdown grace). One caller (a token's
+subject; anonymous callers together) may hold at most ``caller_queue_size`` records of
+the queue, so no caller, with URL-API batches or plain pulls, can crowd the others'
+records out.
 """
 
 from __future__ import annotations
@@ -237,14 +239,25 @@ class PostgresAudit:
                     self._cfg.table, records=[r.row() for r in batch], columns=COLUMNS
                 )
         except (*DB_ERRORS, DatabaseUnavailable) as exc:
-            self._stats.audit["dropped"] += len(batch)
             if not was_failing:
-                log.warning("audit database unavailable, dropping records: %s", exc)
+                log.warning("audit database unavailable, keeping up to %d records queued: %s",
+                            self._cfg.queue_size, exc)
             if not isinstance(exc, DatabaseUnavailable):
                 self._pool.failed(exc)
+            self._requeue(batch)
+            await asyncio.sleep(self._cfg.flush_interval_s)
             return
         self._stats.audit["written"] += len(batch)
         self._pool.succeeded()
+
+    def _requeue(self, batch: list[AuditRecord]) -> None:
+        """Put a batch the database did not take back at the head of the queue, to be
+        written when it is back; what no longer fits in ``queue_size`` is dropped."""
+        kept = batch[:max(0, self._cfg.queue_size - len(self._queue))]
+        self._stats.audit["dropped"] += len(batch) - len(kept)
+        for record in reversed(kept):
+            self._queue.appendleft(record)
+            self._queued[record.user_name] += 1
 
 
 @asynccontextmanager
