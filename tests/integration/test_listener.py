@@ -8,6 +8,7 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 from redis.asyncio import Redis
@@ -47,14 +48,23 @@ def forgets(heard: list[Message]) -> Callable[[Message], None]:
     return handle
 
 
+@asynccontextmanager
+async def hearing(cfg: RedisConfig, raw: Redis, stats: Stats, heard: list[Message]
+                  ) -> AsyncIterator[tuple[Shared, Listener]]:
+    """A ``Shared`` on ``cfg`` whose listener, subscribed already, hands what it believes
+    to ``heard`` (through ``forgets``)."""
+    async with open_shared(cfg, stats) as shared:
+        listener = Listener(shared, forgets(heard))
+        listener.start()
+        await subscribed(raw, shared)
+        yield shared, listener
+
+
 async def test_it_skips_what_it_cannot_believe_or_use_and_keeps_hearing(
     shared_redis: RedisConfig, raw: Redis,
 ) -> None:
     stats, heard = Stats(), []
-    async with open_shared(shared_redis, stats) as shared:
-        listener = Listener(shared, forgets(heard))
-        listener.start()
-        await subscribed(raw, shared)
+    async with hearing(shared_redis, raw, stats, heard) as (shared, listener):
         channel, keys = shared.channel, shared.keys
         for data in (
             b'{"op": "flush"}',  # no MAC
@@ -121,10 +131,7 @@ async def test_a_message_heard_before_or_sent_long_ago_is_not_obeyed(
     shared_redis: RedisConfig, raw: Redis,
 ) -> None:
     stats, heard = Stats(), []
-    async with open_shared(shared_redis, stats) as shared:
-        listener = Listener(shared, forgets(heard))
-        listener.start()
-        await subscribed(raw, shared)
+    async with hearing(shared_redis, raw, stats, heard) as (shared, _listener):
         channel, keys = shared.channel, shared.keys
         body = {"op": "forget", "refs": [["a/b", "sha256:" + "0" * 64]]}
         captured = keys.seal(MESSAGE, channel, message(body))

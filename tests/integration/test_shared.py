@@ -16,6 +16,7 @@ import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -255,8 +256,9 @@ ACL_USER = ("on", ">acl-password", "resetkeys", "~blobgate:*", "resetchannels", 
             "+select")
 
 
-async def test_an_acl_user_limited_to_the_prefix_is_enough(tmp_path: Path) -> None:
-    """The ACL user SECURITY.md recommends: every call blobgate makes is allowed."""
+@pytest.fixture
+async def acl_redis(tmp_path: Path) -> AsyncIterator[int]:
+    """A private redis-server with the ACL user SECURITY.md recommends; its port."""
     try:
         server = RedisServer(tmp_path / "redis")
     except FileNotFoundError:
@@ -264,10 +266,25 @@ async def test_an_acl_user_limited_to_the_prefix_is_enough(tmp_path: Path) -> No
     admin = Redis(port=server.port)
     try:
         await admin.execute_command("ACL", "SETUSER", "blobgate", *ACL_USER)
-        cfg = RedisConfig(url=f"redis://blobgate@127.0.0.1:{server.port}/1",
-                          password="acl-password", mac_key_file=str(mac_key(tmp_path)))
+        yield server.port
+    finally:
+        await admin.aclose()
+        server.stop()
+
+
+def acl_config(port: int, tmp_path: Path, **extra: Any) -> RedisConfig:
+    return RedisConfig(url=f"redis://blobgate@127.0.0.1:{port}/1", password="acl-password",
+                       mac_key_file=str(mac_key(tmp_path)), **extra)
+
+
+async def test_an_acl_user_limited_to_the_prefix_is_enough(
+    acl_redis: int, tmp_path: Path
+) -> None:
+    """The ACL user SECURITY.md recommends: every call blobgate makes is allowed."""
+    admin = Redis(port=acl_redis)
+    try:
         stats, heard = Stats(), []
-        async with open_shared(cfg, stats) as shared:
+        async with open_shared(acl_config(acl_redis, tmp_path), stats) as shared:
             listener = Listener(shared, heard.append)
             listener.start()
             shared.put("m", "k", "12|99", ttl_s=30)
@@ -288,32 +305,21 @@ async def test_an_acl_user_limited_to_the_prefix_is_enough(tmp_path: Path) -> No
         assert stats.shared_errors == {}
     finally:
         await admin.aclose()
-        server.stop()
 
 
-async def test_a_subscription_redis_refuses_shows_in_readiness(tmp_path: Path) -> None:
+async def test_a_subscription_redis_refuses_shows_in_readiness(
+    acl_redis: int, tmp_path: Path
+) -> None:
     """An ACL user whose channels do not cover blobgate's (a key_prefix other than the one
     the ACL names): Redis answers NOPERM, which is no outage to wait out."""
-    try:
-        server = RedisServer(tmp_path / "redis")
-    except FileNotFoundError:
-        pytest.skip(f"no redis-server: {INSTALL}")
-    admin = Redis(port=server.port)
-    try:
-        await admin.execute_command("ACL", "SETUSER", "blobgate", *ACL_USER)
-        cfg = RedisConfig(url=f"redis://blobgate@127.0.0.1:{server.port}/1",
-                          password="acl-password", key_prefix="other:", retry_s=0,
-                          mac_key_file=str(mac_key(tmp_path)))
-        async with open_shared(cfg, Stats()) as shared:
-            listener = Listener(shared, lambda _message: None)
-            listener.start()
+    cfg = acl_config(acl_redis, tmp_path, key_prefix="other:", retry_s=0)
+    async with open_shared(cfg, Stats()) as shared:
+        listener = Listener(shared, lambda _message: None)
+        listener.start()
 
-            async def refused() -> bool:
-                return bool(listener.down)
-            await eventually(refused)
-            assert "refused the subscription" in listener.down
-            assert "NoPermission" in listener.down
-            listener.stop()
-    finally:
-        await admin.aclose()
-        server.stop()
+        async def refused() -> bool:
+            return bool(listener.down)
+        await eventually(refused)
+        assert "refused the subscription" in listener.down
+        assert "NoPermission" in listener.down
+        listener.stop()
