@@ -56,6 +56,13 @@ Answer = tuple[web.StreamResponse, Decision]
 """A response, and what was decided."""
 
 
+def under_host(presign_host: str, client_host: str) -> bool:
+    """True when ``presign_host`` is the host of ``client_host`` (a Host or forwarded
+    host header) or under it."""
+    host = first_forwarded(client_host).rsplit(":", 1)[0].lower()
+    return presign_host == host or presign_host.endswith("." + host)
+
+
 def denial(authorization: list[str], grant: Grant | None) -> Decision:
     """Why a request without a pull grant on its repository passes through."""
     if grant is not None:
@@ -275,8 +282,7 @@ class BlobService:
         client_host = client_host_header(request)  # verdicts are kept per header value
         verdict = self._host_verdicts.get(client_host)
         if verdict is None:
-            host = first_forwarded(client_host).rsplit(":", 1)[0].lower()
-            verdict = self.presign_host == host or self.presign_host.endswith("." + host)
+            verdict = under_host(self.presign_host, client_host)
             if len(self._host_verdicts) < 1024:  # clients choose Host: keep this bounded
                 self._host_verdicts[client_host] = verdict
         return verdict

@@ -63,6 +63,10 @@ class Presence:
         except StorageError as exc:
             raise StorageUnchecked(f"could not check storage: {exc}", exc.reason) from exc
 
+    async def look(self, digest: Digest) -> int:
+        """The object's size from storage itself, remembering nothing (``explain``)."""
+        return await self._stat(digest)
+
 
 class URLCache:
     """Caches presigned URLs (with the size storage reported) per digest until half of
