@@ -38,6 +38,10 @@ TEMPLATES = (
 )
 
 
+PENDING = "HTTP"  # a span's name until its request is answered
+BLOB_SPANS = {method: f"{method} /v2/{{name}}/blobs/{{digest}}" for method in ("GET", "HEAD")}
+
+
 def route_template(path: str) -> str:
     """The route ``path`` (without its query) is an instance of, or ``other``."""
     for pattern, template in TEMPLATES:
@@ -63,12 +67,14 @@ def served(handler: Handler) -> Handler:
 
     async def traced(request: web.BaseRequest) -> web.StreamResponse:
         parent = propagate.extract(request.headers)
-        name = span_name(request.method, request.raw_path.partition("?")[0])
-        with tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER,
+        with tracer.start_as_current_span(PENDING, context=parent, kind=SpanKind.SERVER,
                                           record_exception=False) as span:
             response = await handler(request)
-            if span.is_recording():
+            if span.is_recording():  # named only when it is kept
                 info = request.get(INFO_KEY)
+                name = BLOB_SPANS.get(request.method, "") if info and info.route == "blob" else ""
+                name = name or span_name(request.method, request.raw_path.partition("?")[0])
+                span.update_name(name)
                 span.set_attribute("http.request.method", request.method)
                 span.set_attribute("http.route", name.partition(" ")[2])
                 span.set_attribute("http.response.status_code", response.status)
