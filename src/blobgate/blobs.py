@@ -24,11 +24,8 @@ from blobgate.cache import URLCache
 from blobgate.decision import (
     CHECK_FAILED,
     GATEWAY_HOST,
-    INVALID_TOKEN,
     LOCAL_HEAD,
-    NO_GRANT,
     NO_PRESIGNER,
-    NO_TOKEN,
     NOT_IN_STORAGE,
     PRESIGN_FAILED,
     REDIRECTS,
@@ -36,6 +33,7 @@ from blobgate.decision import (
     STORAGE_UNCHECKED,
     STREAM_FAILED,
     Decision,
+    denial,
 )
 from blobgate.errors import NotInStorage, RegistryError, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
@@ -61,14 +59,6 @@ def under_host(presign_host: str, client_host: str) -> bool:
     host header) or under it."""
     host = first_forwarded(client_host).rsplit(":", 1)[0].lower()
     return presign_host == host or presign_host.endswith("." + host)
-
-
-def denial(authorization: list[str], grant: Grant | None) -> Decision:
-    """Why a request without a pull grant on its repository passes through."""
-    if grant is not None:
-        return NO_GRANT
-    bearer = any(value[:7].lower() == "bearer " for value in authorization)
-    return INVALID_TOKEN if bearer else NO_TOKEN
 
 
 @dataclass

@@ -31,7 +31,10 @@ decision except a routing rule's is a constant here, so deciding allocates nothi
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from blobgate.auth import Grant
 
 
 class Decision(NamedTuple):
@@ -65,3 +68,11 @@ def policy(rule: int | None) -> Decision:
     """Streaming chosen by routing rule ``rule`` (its index in ``routing.rules``), or by
     ``routing.default`` when ``None``."""
     return Decision("stream", "policy:default" if rule is None else f"policy:rules[{rule}]")
+
+
+def denial(authorization: list[str], grant: Grant | None) -> Decision:
+    """Why a request without a pull grant on its repository passes through."""
+    if grant is not None:
+        return NO_GRANT
+    bearer = any(value[:7].lower() == "bearer " for value in authorization)
+    return INVALID_TOKEN if bearer else NO_TOKEN
