@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "GET: default configuration, logs off, the floor")
     counted.add_argument("--keep", type=Path, help="leave the callgrind dumps in this folder")
     counted.add_argument("--quick", action="store_true", help="50 GETs instead of 500")
+    counted.add_argument("--tracing", action="store_true",
+                         help="also count blobgate tracing at sampling ratios 1.0 and 0.01")
     sign = commands.add_parser("signing", help="in-process cost of one signed URL per backend")
     sign.add_argument("--count", type=int, default=2000, help="URLs signed per backend")
     broken = commands.add_parser("chaos", help="real clients through replicas behind "
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "profile":
         return profile.run(args.seconds, args.connections, args.folded, args.logs_off)
     if args.command == "instructions":
-        return instructions.run(args.keep, args.quick)
+        return instructions.run(args.keep, args.quick, args.tracing)
     if args.command == "signing":
         return signing.run(args.count)
     if args.command == "chaos":

@@ -19,6 +19,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bench import machine
 from bench.client import Client
@@ -85,9 +86,31 @@ def _floor(work: Path, location: str, digest: str) -> Iterator[tuple[int, str]]:
         process.stop()
 
 
-def run(keep: Path | None = None, quick: bool = False) -> int:
+def _traced(ratio: str, sink: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Configuration and environment of blobgate tracing every request it starts a
+    trace for with probability ``ratio``, exporting to ``sink``."""
+    return merged(DEFAULT_LOGGING, {"tracing": {"enabled": True}}), {
+        **SEEDED, "OTEL_EXPORTER_OTLP_ENDPOINT": sink,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio}
+
+
+@contextlib.contextmanager
+def _sink(work: Path) -> Iterator[str]:
+    """An OTLP/HTTP endpoint that accepts and drops every export."""
+    port = free_port()
+    process = Process([sys.executable, "-m", "bench.otlp_sink", "--port", str(port)],
+                      work / "sink.log", dev_environment(), cwd=Path(__file__).parent.parent)
+    try:
+        process.wait_http(f"http://127.0.0.1:{port}/")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
+def run(keep: Path | None = None, quick: bool = False, tracing: bool = False) -> int:
     """Count instructions per warm GET for each target; print the table; with ``keep``,
-    leave the callgrind dumps there (for ``callgrind_annotate``); ``quick``: 50 GETs."""
+    leave the callgrind dumps there (for ``callgrind_annotate``); ``quick``: 50 GETs;
+    ``tracing``: also blobgate tracing at sampling ratios 1.0 and 0.01."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         say("needs valgrind: apt-get install -y valgrind")
         return 2
@@ -100,11 +123,18 @@ def run(keep: Path | None = None, quick: bool = False) -> int:
             pairs = [(path, token) for path, token in (ln.split("\t") for ln in lines)]
             base = gateway_config(world.stack)
             redis = {**DEFAULT_LOGGING, "redis": dict(stack.enter_context(world.redis("cg")))}
-            for name, extra in (("blobgate (default configuration)", DEFAULT_LOGGING),
-                                ("blobgate, logs off", QUIET), ("blobgate, redis", redis)):
+            targets: list[tuple[str, dict[str, Any], dict[str, str]]] = [
+                ("blobgate (default configuration)", DEFAULT_LOGGING, SEEDED),
+                       ("blobgate, logs off", QUIET, SEEDED), ("blobgate, redis", redis, SEEDED)]
+            if tracing:
+                sink = stack.enter_context(_sink(work))
+                for ratio in ("1.0", "0.01"):
+                    config, env = _traced(ratio, sink)
+                    targets.append((f"blobgate, tracing at ratio {ratio}", config, env))
+            for name, extra, env in targets:
                 out = work / f"{len(counts)}.callgrind"
                 with GatewayProcess(work, merged(base, extra), name=f"gateway-{len(counts)}",
-                                    env=dev_environment(SEEDED), argv_prefix=_callgrind(out),
+                                    env=dev_environment(env), argv_prefix=_callgrind(out),
                                     ready_timeout_s=READY_S) as gateway:
                     if not counts:
                         location, digest = sample_redirect(gateway.url, world.pairs("sample"))
@@ -115,13 +145,16 @@ def run(keep: Path | None = None, quick: bool = False) -> int:
             keep.mkdir(parents=True, exist_ok=True)
             for dump in work.glob("*.callgrind.*"):
                 shutil.copy(dump, keep / dump.name)
-    ours, quiet, shared, floor = counts.values()
+    ours, quiet, shared = (counts[name] for name, *_ in targets[:3])
+    floor = counts["floor"]
     print(f"{machine.source_state()}\n")
     print(f"| target | instructions per warm GET ({len(pairs)} GETs) | ratio |")
     print("|---|---|---|")
     print(f"| blobgate (default configuration) | {ours:,.0f} | — |")
     print(f"| blobgate, logs off | {quiet:,.0f} | default ÷ logs off: {ours / quiet:.3f}x |")
     print(f"| blobgate, redis | {shared:,.0f} | redis ÷ default: {shared / ours:.3f}x |")
+    for name, *_ in targets[3:]:
+        print(f"| {name} | {counts[name]:,.0f} | traced ÷ default: {counts[name] / ours:.3f}x |")
     print(f"| floor (constant 307) | {floor:,.0f} | floor ÷ default: {floor / ours:.2f}x "
           "(the share of the floor's speed blobgate can reach) |")
     return 0

@@ -1,6 +1,7 @@
 """What happened to each request: metrics, one access line and an audit record.
 
-Handlers describe what they did in a ``RequestInfo`` stored on the request; aiohttp's
+Handlers describe what they did in a ``RequestInfo`` stored on the request (the
+``decision`` they returned: outcome and reason); aiohttp's
 access-log hook turns it into metrics, a log line and an audit record once the response
 is done. Lines are encoded here from fields blobgate built, not through ``logging``
 (see ``logs``): of them only the path, which a client writes freely, can hold a secret,
@@ -41,6 +42,7 @@ class RequestInfo:
     repository: str | None = None
     digest: str | None = None
     user: str | None = None
+    reason: str | None = None  # why: ``decision``
 
 
 INFO_KEY = web.RequestKey("blobgate.info", RequestInfo)
@@ -131,6 +133,7 @@ class AccessLogger(AbstractAccessLogger):
             "path": path,
             "route": info.route,
             "outcome": info.outcome,
+            "reason": info.reason,
             "repository": info.repository,
             "digest": info.digest,
             "user": info.user,
@@ -164,6 +167,7 @@ class AccessLogger(AbstractAccessLogger):
             method=request.method,
             outcome=info.outcome,
             status=response.status,
+            reason=info.reason or "",
             client=client or "",
             peer=peer or "",
         )

@@ -1,5 +1,6 @@
 """The admin listener: operations that change what a running gateway holds
-(``POST /admin/cache/flush``), on a port of their own and behind a bearer token.
+(``POST /admin/cache/flush``) or tell what it would decide (``POST /admin/explain``,
+see ``explain``), on a port of their own and behind a bearer token.
 
 A flush empties every replica's caches and scans Redis, so it must not be anyone's to
 call. The listener (``admin.host``/``admin.port``, loopback by default) is apart from the
@@ -20,9 +21,16 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from blobgate.app import SERVICES
+from blobgate.app import CONFIG, SERVICES
 from blobgate.config import AdminConfig
-from blobgate.errors import AccessDenied, ConfigError, RegistryError, Unauthorized
+from blobgate.errors import (
+    AccessDenied,
+    ConfigError,
+    InvalidParameter,
+    RegistryError,
+    Unauthorized,
+)
+from blobgate.explain import Explainer, question_of, rootdirectory
 from blobgate.health import GATEWAY
 
 log = logging.getLogger(__name__)
@@ -93,10 +101,24 @@ async def flush(request: web.Request) -> web.Response:
     return web.json_response({"flushed": flushed})
 
 
+async def explain(request: web.Request) -> web.Response:
+    """What the gateway would answer a blob request, step by step (``explain``)."""
+    services = request.app[GATEWAY].get(SERVICES)
+    if services is None:
+        return web.json_response({"status": "starting"}, status=503)
+    try:
+        question = question_of(await request.json())
+    except ValueError as exc:
+        return InvalidParameter(f"not a question: {exc}").response()
+    explainer = Explainer(services.blobs, rootdirectory(request.app[GATEWAY][CONFIG].storage))
+    return web.json_response(await explainer.explain(question))
+
+
 def create_admin_app(gateway: web.Application, token: AdminToken) -> web.Application:
     """The admin app for ``gateway``, guarded by ``token``."""
     app = web.Application(middlewares=[admin_only])
     app[GATEWAY] = gateway
     app[TOKEN] = token
     app.router.add_post("/admin/cache/flush", flush)
+    app.router.add_post("/admin/explain", explain)
     return app

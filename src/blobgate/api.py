@@ -33,6 +33,7 @@ from blobgate.backends.contract import URL_OPTIONS, Presigner, URLOptions
 from blobgate.blobs import BlobService
 from blobgate.bodies import read_body
 from blobgate.callers import Callers
+from blobgate.decision import NOT_IN_STORAGE, URL_SIGNED, Decision
 from blobgate.errors import (
     BlobUnknown,
     InvalidParameter,
@@ -201,10 +202,11 @@ class UrlApi:
         """A URL for ``ref`` if the gate admits the caller's token to it."""
         member = await self.blobs.gate.admit(ref, pull.authorization, pull.grant)
         if member is REFUSED:
+            info_of(request).reason = member.decision.reason
             raise Unauthorized("the registry refused this token", await self.callers.challenge(
                 f"repository:{ref.name}:pull"))
         if isinstance(member, Denied):
-            return {"digest": str(ref.digest), "error": _UNKNOWN}
+            return _unknown(request, ref.digest, member.decision)
         return await self._issue(request, ref.digest, ref.name, presigner, options)
 
     async def _issue(self, request: web.BaseRequest, digest: Digest, repository: str,
@@ -214,20 +216,30 @@ class UrlApi:
             size = await self.blobs.stored_size(digest)  # never a URL to nothing
             signed = await presigner.presign_blob(digest, options)
         except NotInStorage:
-            return {"digest": str(digest), "error": _UNKNOWN}
+            return _unknown(request, digest, NOT_IN_STORAGE)
         except StorageError as exc:
             raise StorageUnavailable("storage unavailable", {"reason": exc.reason}) from None
         info = info_of(request)
-        info.outcome = "url"
+        info.outcome, info.reason = URL_SIGNED
         client = client_address(request, self.blobs.policy.trusted)
         self.audit.submit(AuditRecord(
             at=datetime.now(UTC), user_name=info.user or "", repository=repository,
             digest=str(digest), method=request.method, outcome="url", status=200,
             client="" if client is None else str(client), peer=request.remote or "",
+            reason=URL_SIGNED.reason,
         ))
         expires = datetime.fromtimestamp(signed.expires_at, UTC).isoformat(timespec="seconds")
         return {"digest": str(digest), "url": signed.url, "size": size,
                 "expires_at": expires.replace("+00:00", "Z")}
+
+
+def _unknown(request: web.BaseRequest, digest: Digest, why: Decision) -> dict[str, Any]:
+    """A batch entry (or the 404 of a single answer) for a blob that cannot be handed
+    out, the request's reason ``why`` unless a URL was handed out already."""
+    info = info_of(request)
+    if info.outcome != URL_SIGNED.outcome:
+        info.reason = why.reason
+    return {"digest": str(digest), "error": _UNKNOWN}
 
 
 def _found(entry: dict[str, Any]) -> dict[str, Any]:

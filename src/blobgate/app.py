@@ -32,6 +32,8 @@ from blobgate.proxy import forward, request_target
 from blobgate.reference import BlobRef, blob_path, parse_blob
 from blobgate.routing import TRUSTED
 from blobgate.services import Services, open_services
+from blobgate.traced import served
+from blobgate.tracing import traces
 from blobgate.warmup import MANIFEST_PATH
 
 log = logging.getLogger(__name__)
@@ -116,7 +118,9 @@ class Dispatcher:
             info_of(request)  # every request a handler saw has one (the access hook checks)
             return await _other(request, services, target)
         except RegistryError as exc:
-            info_of(request).outcome = "invalid" if exc.status == 400 else "error"
+            info = info_of(request)
+            info.outcome = "invalid" if exc.status == 400 else "error"
+            info.reason = info.reason or exc.code.lower()
             return exc.response()
         finally:
             stats.in_flight -= 1
@@ -168,7 +172,7 @@ class GatewayRunner(web.BaseRunner):
         self.app.on_startup.freeze()
         await self.app.startup()
         self.app.freeze()
-        return web.Server(self.app[DISPATCHER], **self._kwargs)
+        return web.Server(served(self.app[DISPATCHER]), **self._kwargs)
 
     async def _cleanup_server(self) -> None:
         await self.app.cleanup()
@@ -187,5 +191,7 @@ def create_app(cfg: Config, keys: TrustedKeys, lines: LineWriter = STDERR) -> we
     app[LINES] = lines
     app[STATS] = Stats()
     app[DISPATCHER] = Dispatcher(app)
+    if cfg.tracing.enabled:
+        app.cleanup_ctx.append(traces)  # before the services: their steps are traced
     app.cleanup_ctx.append(_services)
     return app

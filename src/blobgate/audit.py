@@ -58,11 +58,12 @@ class AuditRecord:
     status: int
     client: str
     peer: str
+    reason: str = ""  # why: ``decision``
 
-    def row(self) -> tuple[datetime, str, str, str, str, str, int, str, str]:
+    def row(self) -> tuple[datetime, str, str, str, str, str, int, str, str, str]:
         """The record as a table row, in ``COLUMNS`` order (no deep copy, unlike astuple)."""
         return (self.at, self.user_name, self.repository, self.digest, self.method,
-                self.outcome, self.status, self.client, self.peer)
+                self.outcome, self.status, self.client, self.peer, self.reason)
 
 
 COLUMNS = tuple(f.name for f in fields(AuditRecord))
@@ -76,9 +77,11 @@ CREATE TABLE IF NOT EXISTS {table} (
     outcome text NOT NULL,
     status integer NOT NULL,
     client text NOT NULL,
-    peer text NOT NULL DEFAULT ''
+    peer text NOT NULL DEFAULT '',
+    reason text NOT NULL DEFAULT ''
 );
-ALTER TABLE {table} ADD COLUMN IF NOT EXISTS peer text NOT NULL DEFAULT ''
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS peer text NOT NULL DEFAULT '';
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS reason text NOT NULL DEFAULT ''
 """
 
 

@@ -38,6 +38,7 @@ from blobgate.config import AuthConfig
 from blobgate.expiring import ExpiringCache
 from blobgate.jsontext import parse
 from blobgate.keys import PublicKey, TrustedKeys
+from blobgate.tracing import step
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,8 @@ class TokenVerifier:
         grant = self.cache.get(authorization[0])
         if grant is None:
             token = bearer_token(authorization)
-            grant = self.verify(token) if token is not None else None
+            with step("blobgate.token"):
+                grant = self.verify(token) if token is not None else None
             if grant is not None:
                 self.cache.put(authorization[0], grant)
         return grant

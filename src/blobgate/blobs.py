@@ -18,8 +18,23 @@ from typing import Any
 from aiohttp import web
 
 from blobgate.accesslog import INFO_KEY, RequestInfo
+from blobgate.auth import Grant
 from blobgate.backends.contract import BlobSource, Presigner
 from blobgate.cache import URLCache
+from blobgate.decision import (
+    CHECK_FAILED,
+    GATEWAY_HOST,
+    LOCAL_HEAD,
+    NO_PRESIGNER,
+    NOT_IN_STORAGE,
+    PRESIGN_FAILED,
+    REDIRECTS,
+    SIZE_UNKNOWN,
+    STORAGE_UNCHECKED,
+    STREAM_FAILED,
+    Decision,
+    denial,
+)
 from blobgate.errors import NotInStorage, RegistryError, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.gate import Denied, Gate, Pull
@@ -30,9 +45,20 @@ from blobgate.reference import BlobRef, Digest
 from blobgate.routing import Network, RoutingPolicy, client_address, in_networks
 from blobgate.stream import API_VERSION, RangeNotSatisfiable, parse_range, serve
 from blobgate.stream import not_satisfiable as range_not_satisfiable
+from blobgate.tracing import note, step
 from blobgate.upstream import Upstream
 
 log = logging.getLogger(__name__)
+
+Answer = tuple[web.StreamResponse, Decision]
+"""A response, and what was decided."""
+
+
+def under_host(presign_host: str, client_host: str) -> bool:
+    """True when ``presign_host`` is the host of ``client_host`` (a Host or forwarded
+    host header) or under it."""
+    host = first_forwarded(client_host).rsplit(":", 1)[0].lower()
+    return presign_host == host or presign_host.endswith("." + host)
 
 
 @dataclass
@@ -56,47 +82,58 @@ class BlobService:
     _host_verdicts: dict[str, bool] = field(default_factory=dict)
 
     async def handle(self, request: web.BaseRequest, ref: BlobRef) -> web.StreamResponse:
-        """Answer a blob GET or HEAD."""
+        """Answer a blob GET or HEAD; its ``RequestInfo`` carries the decision."""
         info = RequestInfo("blob", "passthrough", ref.name, ref.digest)
-        request[INFO_KEY] = info
+        request[INFO_KEY] = info  # a request that fails on the way is still a blob's
         authorization = request.headers.getall("Authorization", [])
         grant = self.gate.verifier.grant(authorization)
         if grant is None or ref.name not in grant.pullable:
-            return await self._pass(request, info, "denied")
-        info.user = grant.subject
+            response, decision = await self._pass(request, denial(authorization, grant))
+        else:
+            info.user = grant.subject
+            response, decision = await self._answer(request, ref, authorization[0], grant)
+        info.outcome, info.reason = decision
+        return response
+
+    async def _answer(self, request: web.BaseRequest, ref: BlobRef, authorization: str,
+                      grant: Grant) -> Answer:
+        """The answer for a token that grants pull on ``ref.name``."""
         member = self.gate.known(ref, grant)  # a warm request needs no awaiting
         if member is None:
-            pull = Pull(authorization[0], grant, ref.name, "blobs")
+            pull = Pull(authorization, grant, ref.name, "blobs")
             try:
-                admitted = await self.gate.admit(ref, authorization[0], grant)
+                with step("blobgate.admit"):
+                    note("blobgate.admission", "checked")
+                    admitted = await self.gate.admit(ref, authorization, grant)
             except RegistryError as exc:
                 self._fell_back("check_failed", exc)
-                return await self._pass(request, info, "passthrough", pull)
+                return await self._pass(request, CHECK_FAILED, pull)
             if isinstance(admitted, Denied):
-                return await self._pass(request, info, admitted.outcome, pull)
+                return await self._pass(request, admitted.decision, pull)
             member = admitted
         if request.method == "HEAD":
-            return await self._head(request, info, ref, member, authorization[0])
-        urls = self._redirect_urls(request, ref)
+            return await self._head(request, ref, member, authorization)
+        urls, streaming = self._redirect_urls(request, ref)
         if urls is not None:
             try:
-                signed = await urls.url_for(ref.digest)
+                signed, tier = await urls.answer(ref.digest)
             except (NotInStorage, StorageUnchecked) as exc:  # never a redirect on faith
-                self._fell_back("not_in_storage" if isinstance(exc, NotInStorage)
-                                else "storage_unchecked", exc)
-                return await self._pass(request, info, "passthrough")
+                absent = isinstance(exc, NotInStorage)
+                self._fell_back("not_in_storage" if absent else "storage_unchecked", exc)
+                return await self._pass(request, NOT_IN_STORAGE if absent
+                                        else STORAGE_UNCHECKED)
             except StorageError as exc:
                 self.stats.presign_failures[urls.presigner.name, exc.reason] += 1
                 self._fell_back("presign_failed", exc)
+                streaming = PRESIGN_FAILED
             else:
-                info.outcome = "redirect"
                 self.stats.offloaded_bytes[urls.presigner.name] += signed.size or 0
                 return web.Response(status=307, headers={
                     "Location": signed.url,
                     "Docker-Content-Digest": ref.digest,
                     "Docker-Distribution-Api-Version": "registry/2.0",
-                })
-        return await self._stream(request, info, ref, member, authorization[0])
+                }), REDIRECTS[tier]
+        return await self._stream(request, ref, member, authorization, streaming)
 
     def _urls_for(self, request: web.BaseRequest) -> URLCache | None:
         """CDN URLs, unless the client is in a bypass network; else the store's own."""
@@ -119,47 +156,48 @@ class BlobService:
         assert urls is not None, "the URL API needs a backend that presigns"
         return urls.presigner
 
-    def _redirect_urls(self, request: web.BaseRequest, ref: BlobRef) -> URLCache | None:
-        """The URLs to redirect this GET to, or ``None`` when it is to be streamed."""
-        if self.urls is None or self.policy.decide(request, ref.name) != "redirect":
-            return None
+    def _redirect_urls(self, request: web.BaseRequest, ref: BlobRef
+                       ) -> tuple[URLCache | None, Decision]:
+        """The URLs to redirect this GET to, or ``None`` and why it is to be streamed."""
+        if self.urls is None:
+            return None, NO_PRESIGNER
+        streaming = self.policy.streams(request, ref.name)
+        if streaming is not None:
+            return None, streaming
         if self._shares_gateway_host(request):
             self.stats.fallbacks["gateway_host"] += 1
-            return None
-        return self._urls_for(request)
+            return None, GATEWAY_HOST
+        return self._urls_for(request), NO_PRESIGNER
 
-    async def _stream(
-        self, request: web.BaseRequest, info: RequestInfo, ref: BlobRef, member: Member,
-        authorization: str,
-    ) -> web.StreamResponse:
+    async def _stream(self, request: web.BaseRequest, ref: BlobRef, member: Member,
+                      authorization: str, why: Decision) -> Answer:
+        """Stream the blob's bytes (``why``: the decision that chose streaming)."""
         try:
             size = member.size if member.size is not None else await self.learn_size(
                 ref, authorization
             )
             span = parse_range(request.headers.get("Range"), size)
         except RangeNotSatisfiable:
-            info.outcome = "stream"
-            return range_not_satisfiable(ref, size)
+            return range_not_satisfiable(ref, size), why
         except (StorageError, RegistryError) as exc:
             self._fell_back("size_unknown", exc)
-            return await self._pass(request, info, "passthrough")
-        info.outcome = "stream"
+            return await self._pass(request, SIZE_UNKNOWN)
         try:
-            return await serve(request, ref, span, self.source, authorization, self.stats)
+            with step("blobgate.stream", {"blobgate.reason": why.reason}):
+                return await serve(request, ref, span, self.source, authorization,
+                                   self.stats), why
         except (StorageError, RegistryError) as exc:  # before the first byte was sent
             self._fell_back("stream_failed", exc)
-            return await self._pass(request, info, "passthrough")
+            return await self._pass(request, STREAM_FAILED)
 
-    async def _pass(
-        self, request: web.BaseRequest, info: RequestInfo, outcome: str,
-        pull: Pull | None = None,
-    ) -> web.StreamResponse:
+    async def _pass(self, request: web.BaseRequest, why: Decision, pull: Pull | None = None
+                    ) -> Answer:
         """Let the registry answer (and take its answer as its verdict on ``pull``'s token)."""
-        info.outcome = outcome
-        response = await forward(request, self.upstream)
+        with step("blobgate.passthrough", {"blobgate.reason": why.reason}):
+            response = await forward(request, self.upstream)
         if pull is not None:
             self.gate.learn(pull, response.status)
-        return response
+        return response, why
 
     def _fell_back(self, reason: str, exc: Exception) -> None:
         """Count a fallback; log each distinct cause once."""
@@ -171,18 +209,15 @@ class BlobService:
             level = logging.INFO if reason == "not_in_storage" else logging.WARNING
             log.log(level, "falling back (%s): %s", reason, exc)
 
-    async def _head(
-        self, request: web.BaseRequest, info: RequestInfo, ref: BlobRef, member: Member,
-        authorization: str,
-    ) -> web.StreamResponse:
+    async def _head(self, request: web.BaseRequest, ref: BlobRef, member: Member,
+                    authorization: str) -> Answer:
         size = member.size
         if size is None:
             try:
                 size = await self.learn_size(ref, authorization)
             except (StorageError, RegistryError) as exc:
                 self._fell_back("size_unknown", exc)
-                return await self._pass(request, info, "passthrough")
-        info.outcome = "local"
+                return await self._pass(request, SIZE_UNKNOWN)
         response = web.StreamResponse(
             status=200,
             headers={
@@ -194,7 +229,7 @@ class BlobService:
         )
         response.content_length = size
         await response.prepare(request)
-        return response
+        return response, LOCAL_HEAD
 
     def url_caches(self) -> tuple[URLCache, ...]:
         """The URL caches in use (S3, and CloudFront when configured)."""
@@ -237,8 +272,7 @@ class BlobService:
         client_host = client_host_header(request)  # verdicts are kept per header value
         verdict = self._host_verdicts.get(client_host)
         if verdict is None:
-            host = first_forwarded(client_host).rsplit(":", 1)[0].lower()
-            verdict = self.presign_host == host or self.presign_host.endswith("." + host)
+            verdict = under_host(self.presign_host, client_host)
             if len(self._host_verdicts) < 1024:  # clients choose Host: keep this bounded
                 self._host_verdicts[client_host] = verdict
         return verdict

@@ -25,10 +25,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 from blobgate.backends.contract import Presigner, SignedURL
+from blobgate.decision import MEMORY, REDIS, SIGNED
 from blobgate.errors import NotInStorage, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import Digest
 from blobgate.shared import Malformed, Shared, expiry
+from blobgate.tracing import step
 
 URL_FIELDS = frozenset(field.name for field in dataclasses.fields(SignedURL))
 
@@ -53,12 +55,17 @@ class Presence:
         if self.missing.get(digest) is not None:
             raise NotInStorage(f"{digest} is not in storage (seen moments ago)", "missing")
         try:
-            return await self._stat(digest)
+            with step("blobgate.storage.check"):
+                return await self._stat(digest)
         except NotInStorage:
             self.missing.put(digest, self._clock() + self._missing_ttl_s)
             raise
         except StorageError as exc:
             raise StorageUnchecked(f"could not check storage: {exc}", exc.reason) from exc
+
+    async def look(self, digest: Digest) -> int:
+        """The object's size from storage itself, remembering nothing (``explain``)."""
+        return await self._stat(digest)
 
 
 class URLCache:
@@ -79,30 +86,37 @@ class URLCache:
         self.cache: ExpiringCache[Digest, SignedURL] = ExpiringCache(
             maxsize, lambda signed: signed.hand_out_until, clock
         )
-        self._inflight: dict[Digest, asyncio.Task[SignedURL]] = {}
+        self._inflight: dict[Digest, asyncio.Task[tuple[SignedURL, str]]] = {}
 
     async def url_for(self, digest: Digest) -> SignedURL:
         """A cached URL with enough life left, or a newly signed one for an object that
         storage has; raises ``NotInStorage``, ``StorageUnchecked`` or ``StorageError``."""
+        return (await self.answer(digest))[0]
+
+    async def answer(self, digest: Digest) -> tuple[SignedURL, str]:
+        """``url_for``, and the tier that answered: ``memory``, ``redis`` or ``signed``."""
         signed = self.cache.get(digest)
         if signed is not None:
-            return signed
+            return signed, MEMORY
         task = self._inflight.get(digest)
         if task is None:
             task = self._inflight[digest] = asyncio.ensure_future(self._sign(digest))
             task.add_done_callback(lambda done: self._settled(digest, done))
         return await asyncio.shield(task)
 
-    async def _sign(self, digest: Digest) -> SignedURL:
-        signed = await self._recall(digest)
+    async def _sign(self, digest: Digest) -> tuple[SignedURL, str]:
+        signed, tier = await self._recall(digest), REDIS
         if signed is None:
+            tier = SIGNED
             size = await self.presence.size(digest)
-            signed = dataclasses.replace(await self.presigner.presign_blob(digest), size=size)
+            with step("blobgate.sign", {"blobgate.url_cache": self.name}):
+                unsized = await self.presigner.presign_blob(digest)
+            signed = dataclasses.replace(unsized, size=size)
             if self._shared is not None:
                 self._shared.put(self.name, digest, json.dumps(dataclasses.asdict(signed)),
                                  signed.hand_out_until - self._clock())
         self.cache.put(digest, signed)
-        return signed
+        return signed, tier
 
     async def _recall(self, digest: Digest) -> SignedURL | None:
         """A URL another replica signed, while it may still be handed out."""
@@ -121,7 +135,7 @@ class URLCache:
         signed = SignedURL(url, expiry(fields["signed_at"]), expiry(fields["expires_at"]), size)
         return signed if signed.hand_out_until > self._clock() else None
 
-    def _settled(self, digest: Digest, task: asyncio.Task[SignedURL]) -> None:
+    def _settled(self, digest: Digest, task: asyncio.Task[tuple[SignedURL, str]]) -> None:
         del self._inflight[digest]
         if not task.cancelled():
             task.exception()  # retrieved here too, in case every waiter went away

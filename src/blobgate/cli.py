@@ -1,4 +1,4 @@
-"""The ``blobgate`` command: serve, check-config, version, demo."""
+"""The ``blobgate`` command: serve, check-config, explain, version, demo."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from blobgate import __version__, logs, server, tls
+from blobgate import __version__, explain_client, logs, server, tls
 from blobgate.admin import AdminToken
 from blobgate.app import check_presign_host, load_keys
 from blobgate.config import Config, load
@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--config", type=Path, help="YAML file (BLOBGATE_* variables override)")
+    explain = commands.add_parser("explain", help="ask a running blobgate what it would "
+                                  "answer a blob request, step by step")
+    explain_client.add_arguments(explain)
     commands.add_parser("version", help="print the version")
     commands.add_parser("demo", help="run a local demo stack (see blobgate demo --help)")
     return parser
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"blobgate {__version__}")
         return 0
+    if args.command == "explain":
+        return explain_client.run(args)
     try:
         cfg = load(args.config)
         if args.command == "check-config":

@@ -23,23 +23,26 @@ from typing import NamedTuple
 
 from aiohttp import web
 
+from blobgate import decision
 from blobgate.auth import Grant, TokenVerifier
 from blobgate.confirmations import Confirmations
+from blobgate.decision import Decision
 from blobgate.harbordb import HarborTokenRule
 from blobgate.membership import CachedMembership, Member, UpstreamMembership
 from blobgate.reference import BlobRef
+from blobgate.tracing import note, step
 
 PULL_PATH = re.compile(r"/v2/(.+)/(?:(manifests|blobs)/[^/]+|tags/list)")
 
 
 class Denied(NamedTuple):
-    """Why a token is not served: the request passes through with this outcome."""
+    """Why a token is not served: the request passes through with this decision."""
 
-    outcome: str
+    decision: Decision
 
 
-REFUSED = Denied("refused")
-NOT_FOUND = Denied("not_found")
+REFUSED = Denied(decision.REFUSED)
+NOT_FOUND = Denied(decision.NOT_MEMBER)
 
 
 class Pull(NamedTuple):
@@ -88,11 +91,14 @@ class Gate:
         verdict = self.confirmations.verdict(grant.key, ref.name)
         if verdict is None:  # not known here: perhaps another replica knows
             verdict = await self.confirmations.recall(grant.key, ref.name)
+            note("blobgate.verdict.source", "unknown" if verdict is None else "redis")
         if verdict is not False and self._rule is not None:
-            ruled = await self._rule.verdict(grant, ref.name)
+            with step("blobgate.harbor.token_rule"):
+                ruled = await self._rule.verdict(grant, ref.name)
             verdict = verdict if ruled is None else ruled
         if verdict is None:
-            return await self._ask(ref, authorization, grant)
+            with step("blobgate.registry.verdict"):
+                return await self._ask(ref, authorization, grant)
         if verdict is False:
             return REFUSED
         member = await self.membership.check(ref, authorization)

@@ -24,6 +24,7 @@ from blobgate.errors import RegistryError
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import BlobRef
 from blobgate.shared import MEMBERS, Malformed, Shared, expiry, member_key
+from blobgate.tracing import step
 from blobgate.upstream import Upstream
 
 
@@ -126,7 +127,8 @@ class CachedMembership:
             if member is not None:
                 future.set_result(member)
                 return member
-            member = await self._source.check(ref, authorization)
+            with step("blobgate.membership"):
+                member = await self._source.check(ref, authorization)
         except BaseException:
             future.set_result(None)
             raise

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from blobgate.config import RouteRule, RoutingConfig
+from blobgate.decision import Decision, policy
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -65,15 +66,15 @@ def forwarded_client(peer: Address | None, request: web.BaseRequest,
 
 @dataclass(frozen=True)
 class _Rule:
-    action: str
+    stream: Decision | None  # ``None``: the rule redirects
     networks: tuple[Network, ...]
     repositories: tuple[str, ...]
     user_agents: tuple[re.Pattern[str], ...]
 
     @classmethod
-    def compile(cls, rule: RouteRule) -> _Rule:
+    def compile(cls, rule: RouteRule, index: int) -> _Rule:
         return cls(
-            rule.action,
+            policy(index) if rule.action == "stream" else None,
             parse_networks(rule.networks),
             rule.repositories,
             tuple(re.compile(p) for p in rule.user_agents),
@@ -94,15 +95,25 @@ class RoutingPolicy:
     def __init__(self, cfg: RoutingConfig) -> None:
         self.default = cfg.default
         self.trusted = parse_networks(cfg.trusted_proxies)
-        self._rules = tuple(_Rule.compile(r) for r in cfg.rules)
+        self._default = policy(None) if cfg.default == "stream" else None
+        self._rules = tuple(_Rule.compile(r, i) for i, r in enumerate(cfg.rules))
 
     def decide(self, request: web.BaseRequest, name: str) -> str:
         """The action for this request (the default when no rule matches)."""
+        return "redirect" if self.streams(request, name) is None else "stream"
+
+    def streams(self, request: web.BaseRequest, name: str) -> Decision | None:
+        """Why this request is to be streamed (the rule that says so), or ``None`` when
+        it is to be redirected."""
         if not self._rules:
-            return self.default
-        address = client_address(request, self.trusted)
-        user_agent = request.headers.get("User-Agent", "")
+            return self._default
+        return self.streams_for(client_address(request, self.trusted), name,
+                                request.headers.get("User-Agent", ""))
+
+    def streams_for(self, address: Address | None, name: str, user_agent: str
+                    ) -> Decision | None:
+        """``streams`` for a client ``address`` and ``user_agent``."""
         for rule in self._rules:
             if rule.matches(address, name, user_agent):
-                return rule.action
-        return self.default
+                return rule.stream
+        return self._default

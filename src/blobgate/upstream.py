@@ -36,6 +36,7 @@ from blobgate.config import UpstreamConfig
 from blobgate.errors import RegistryError, UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
 from blobgate.metrics import Stats
 from blobgate.tls import client_context
+from blobgate.tracing import propagate
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class Upstream:
         url = self.url(target) if isinstance(target, str) else target
         if self.cfg.tls.server_name is not None and url.origin() == self.origin:
             kwargs["server_hostname"] = self.cfg.tls.server_name
+        propagate(kwargs)  # the registry's spans join the request's trace
         try:
             async with translate_errors():
                 response = await session.request(method, url, allow_redirects=False, **kwargs)

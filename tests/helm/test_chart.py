@@ -854,3 +854,19 @@ def test_harbor_internal_tls_uses_https_and_harbors_internal_ca(chart: Chart) ->
     assert secret["secretName"] == "harbor-core-internal-tls"
     assert secret["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
     assert cfg["upstream"]["tls"]["ca_file"] == f"{directory}/ca.crt"
+
+
+def test_tracing_values_point_the_exporter_at_a_collector(chart: Chart) -> None:
+    values = {"config": {"tracing": {"enabled": True}},
+              "otel": {"endpoint": "http://collector.obs:4318", "samplerArg": "0.25",
+                       "resourceAttributes": "deployment.environment=prod"}}
+    rendered = chart.render(values=values)
+    assert load_text(rendered.config_text, {}).tracing.enabled
+    env = {var["name"]: var.get("value") for var in rendered.env()}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector.obs:4318"
+    assert (env["OTEL_SERVICE_NAME"], env["OTEL_TRACES_SAMPLER"],
+            env["OTEL_TRACES_SAMPLER_ARG"]) == ("blobgate", "parentbased_traceidratio", "0.25")
+    assert env["OTEL_RESOURCE_ATTRIBUTES"] == "deployment.environment=prod"
+    default = chart.render()
+    assert not load_text(default.config_text, {}).tracing.enabled
+    assert not any(var["name"].startswith("OTEL_") for var in default.env())

@@ -334,6 +334,22 @@ itself), then extraEnv.
 - name: AWS_SHARED_CREDENTIALS_FILE
   value: {{ include "blobgate.s3.dir" . }}/credentials
 {{- end }}
+{{- if (.Values.config.tracing | default dict).enabled }}
+{{- with .Values.otel }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .endpoint | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ .serviceName | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerArg | quote }}
+{{- with .resourceAttributes }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}

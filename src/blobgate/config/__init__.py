@@ -44,6 +44,7 @@ from blobgate.config.storage import (
     S3Config,
     StorageConfig,
 )
+from blobgate.config.tracing import TracingConfig
 from blobgate.errors import ConfigError
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "ServerConfig",
     "ServerTLSConfig",
     "StorageConfig",
+    "TracingConfig",
     "UpstreamConfig",
     "load",
 ]
@@ -90,6 +92,7 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     log: LogConfig = field(default_factory=LogConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     def __post_init__(self) -> None:
         workers = self.server.workers
