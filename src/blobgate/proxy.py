@@ -5,11 +5,14 @@ are, streamed in both directions so a 1 GiB upload or download never sits in mem
 body that goes quiet for ``server.client_body_timeout_s`` ends the request: ``bodies``).
 Hop-by-hop headers are dropped, ``X-Forwarded-*`` added, and an absolute ``Location``
 pointing at the upstream's own origin is rewritten to the origin the client used, so
-upload sessions keep working through the gateway. Nothing is re-encoded.
+upload sessions keep working through the gateway. Nothing is re-encoded. A ``GET`` or
+``HEAD`` the registry could not be reached for (a rolling restart) is asked once more a
+second later, before the client is told ``502``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -20,10 +23,13 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from blobgate.bodies import ClientBody
-from blobgate.errors import RegistryError, TargetUnsupported
+from blobgate.errors import RegistryError, TargetUnsupported, UpstreamUnavailable
 from blobgate.upstream import Upstream
 
 log = logging.getLogger(__name__)
+
+RETRIED = frozenset({"GET", "HEAD"})  # asked once more when the registry was unreachable
+RETRY_AFTER_S = 1.0
 
 HOP_BY_HOP = frozenset(
     {
@@ -135,14 +141,30 @@ async def forward(
         return await _relay(request, upstream, observer)
 
 
+async def _ask(request: web.BaseRequest, upstream: Upstream, body: ClientBody | None
+               ) -> aiohttp.ClientResponse:
+    """The registry's answer to ``request``. A ``GET`` or ``HEAD`` without a body that
+    could not reach the registry (a restart: refused, or closed before it answered) is
+    sent once more after ``RETRY_AFTER_S``: nothing was sent that could have taken effect."""
+    send = upstream.request
+    target, headers = request_target(request), request_headers(request)
+    try:
+        return await send(request.method, target, headers=headers, data=body)
+    except UpstreamUnavailable:
+        if body is not None or request.method not in RETRIED:
+            raise
+    log.info("registry unreachable for %s; asking once more in %ss", request.method,
+             RETRY_AFTER_S)
+    await asyncio.sleep(RETRY_AFTER_S)
+    return await send(request.method, target, headers=headers)
+
+
 async def _relay(
     request: web.BaseRequest, upstream: Upstream, observer: BodyObserver | None
 ) -> web.StreamResponse:
     body = ClientBody(request, upstream.client_body_timeout_s) if request.body_exists else None
     try:
-        upstream_response = await upstream.request(
-            request.method, request_target(request), headers=request_headers(request),
-            data=body)
+        upstream_response = await _ask(request, upstream, body)
     except RegistryError:
         if body is not None and body.timed_out is not None:
             raise body.timed_out from None  # the client went quiet, not the registry

@@ -38,6 +38,7 @@ from blobgate.config import (
 from blobgate.devstack.procs import free_port
 from hardening.wire import Answer, bearer, exchange
 
+from support.eventually import eventually
 from support.gateway import BUCKET, GatewayFactory, Scrape
 from support.standin import StandIn
 from support.tcpproxy import TCPProxy
@@ -139,8 +140,33 @@ async def test_upstream_down_is_a_quick_502(gateway: GatewayFactory, signer: Sig
                                         bearer(signer.token("library/a"))))
         assert answer.status == 502
         assert answer.header("Location") is None
-    # Connection refused is immediate: far below any timeout in play.
+    # Connection refused is answered at once, or after the one retry of a GET/HEAD.
     assert time.monotonic() - started < LIMIT_S
+
+
+async def test_a_registry_restarting_gets_a_get_asked_once_more(
+    gateway: GatewayFactory, standin: Standin, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A rolling restart of the registry: the first try is refused, the second (a second
+    later) reaches it. A request with a body is never sent twice."""
+    target = urlsplit(str(standin[1].make_url("")))
+    proxy = TCPProxy(target.hostname or "127.0.0.1", target.port or 80)
+    await proxy.start()
+    await proxy.cut()  # the registry is down...
+    client = await gateway_before(gateway, f"http://127.0.0.1:{proxy.port}")
+    with caplog.at_level("INFO", logger="blobgate.proxy"):
+        answer = asyncio.create_task(bounded(exchange(client.port, "GET", "/v2/")))
+
+        async def refused_once() -> bool:
+            return "asking once more" in caplog.text
+        await eventually(refused_once)
+        await proxy.start()  # ...and back before the retry
+        assert (await answer).status == 401  # the registry's own challenge, not a 502
+        await proxy.cut()
+        put = await bounded(exchange(client.port, "PUT", "/v2/a/manifests/latest",
+                                     [("Content-Length", "0")]))
+    assert_oci(put, 502)  # not retried: it has a body that may have taken effect
+    assert caplog.text.count("asking once more") == 1
 
 
 @pytest.mark.parametrize(
