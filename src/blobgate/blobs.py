@@ -18,16 +18,18 @@ from typing import Any
 from aiohttp import web
 
 from blobgate.accesslog import INFO_KEY, RequestInfo
-from blobgate.backends.contract import BlobSource, Presigner
+from blobgate.backends.contract import BlobSource, Presigner, SignedURL
 from blobgate.cache import URLCache
+from blobgate.config import PRIMARY
 from blobgate.errors import NotInStorage, RegistryError, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.gate import Denied, Gate, Pull
+from blobgate.locations import Copies, missing_name, urls_for
 from blobgate.membership import Member
 from blobgate.metrics import Stats
 from blobgate.proxy import client_host_header, first_forwarded, forward
 from blobgate.reference import BlobRef, Digest
-from blobgate.routing import Network, RoutingPolicy, client_address, in_networks
+from blobgate.routing import Network, Route, RoutingPolicy, client_address
 from blobgate.stream import API_VERSION, RangeNotSatisfiable, parse_range, serve
 from blobgate.stream import not_satisfiable as range_not_satisfiable
 from blobgate.upstream import Upstream
@@ -53,7 +55,8 @@ class BlobService:
     presign_host: str
     allow_gateway_host: bool
     _logged_causes: set[str] = field(default_factory=set)
-    _host_verdicts: dict[str, bool] = field(default_factory=dict)
+    copies: Copies = field(default_factory=lambda: Copies((), 0.0, Stats()))
+    _host_verdicts: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     async def handle(self, request: web.BaseRequest, ref: BlobRef) -> web.StreamResponse:
         """Answer a blob GET or HEAD."""
@@ -77,33 +80,63 @@ class BlobService:
             member = admitted
         if request.method == "HEAD":
             return await self._head(request, info, ref, member, authorization[0])
-        urls = self._redirect_urls(request, ref)
-        if urls is not None:
-            try:
-                signed = await urls.url_for(ref.digest)
-            except (NotInStorage, StorageUnchecked) as exc:  # never a redirect on faith
-                self._fell_back("not_in_storage" if isinstance(exc, NotInStorage)
-                                else "storage_unchecked", exc)
-                return await self._pass(request, info, "passthrough")
-            except StorageError as exc:
-                self.stats.presign_failures[urls.presigner.name, exc.reason] += 1
-                self._fell_back("presign_failed", exc)
-            else:
-                info.outcome = "redirect"
-                self.stats.offloaded_bytes[urls.presigner.name] += signed.size or 0
-                return web.Response(status=307, headers={
-                    "Location": signed.url,
-                    "Docker-Content-Digest": ref.digest,
-                    "Docker-Distribution-Api-Version": "registry/2.0",
-                })
+        route = self.policy.route(request, ref.name)
+        if route.action == "redirect" and self.urls is not None:
+            redirect = await self._redirect(request, info, ref, route)
+            if redirect is not None:
+                return redirect
         return await self._stream(request, info, ref, member, authorization[0])
+
+    async def _redirect(self, request: web.BaseRequest, info: RequestInfo, ref: BlobRef,
+                        route: Route) -> web.StreamResponse | None:
+        """A 307 to the first location of ``route`` holding the blob, the registry's answer
+        when the primary lacks it, or ``None``: stream it."""
+        address = (client_address(request, self.policy.trusted)
+                   if route.copies or self.cdn_urls is not None else None)
+        reason = route.reason
+        for name in route.copies:
+            copy = self.copies.by_name[name]
+            if not self._shares_gateway_host(request, copy.host, copy.allow_gateway_host):
+                signed = await self.copies.url(copy, ref.digest, address)
+                if signed is not None:
+                    return self._redirected(info, ref, signed, name, reason, copy.urls)
+            reason = "fallback"
+        if self._shares_gateway_host(request, self.presign_host, self.allow_gateway_host):
+            self.stats.fallbacks["gateway_host"] += 1
+            return None
+        assert self.urls is not None, "only a backend that presigns redirects"
+        urls = urls_for(self.urls, self.cdn_urls, self.cdn_bypass, address)
+        try:
+            signed = await urls.url_for(ref.digest)
+        except (NotInStorage, StorageUnchecked) as exc:  # never a redirect on faith
+            self._fell_back("not_in_storage" if isinstance(exc, NotInStorage)
+                            else "storage_unchecked", exc)
+            return await self._pass(request, info, "passthrough")
+        except StorageError as exc:
+            self.stats.presign_failures[urls.presigner.name, exc.reason] += 1
+            self._fell_back("presign_failed", exc)
+            return None
+        return self._redirected(info, ref, signed, PRIMARY, reason, urls)
+
+    def _redirected(self, info: RequestInfo, ref: BlobRef, signed: SignedURL, location: str,
+                    reason: str, urls: URLCache) -> web.StreamResponse:
+        info.outcome = "redirect"
+        info.location = location
+        self.stats.redirects[location, reason] += 1
+        self.stats.offloaded_bytes[urls.presigner.name] += signed.size or 0
+        return web.Response(status=307, headers={
+            "Location": signed.url,
+            "Docker-Content-Digest": ref.digest,
+            "Docker-Distribution-Api-Version": "registry/2.0",
+        })
 
     def _urls_for(self, request: web.BaseRequest) -> URLCache | None:
         """CDN URLs, unless the client is in a bypass network; else the store's own."""
         if self.cdn_urls is None:
             return self.urls
-        address = client_address(request, self.policy.trusted)
-        return self.urls if in_networks(address, self.cdn_bypass) else self.cdn_urls
+        assert self.urls is not None, "a CDN signs for a store"
+        return urls_for(self.urls, self.cdn_urls, self.cdn_bypass,
+                        client_address(request, self.policy.trusted))
 
     async def stored_size(self, digest: Digest) -> int:
         """The size of the blob's object in storage (``NotInStorage`` when it is not there):
@@ -118,15 +151,6 @@ class BlobService:
         urls = self.urls if custom else self._urls_for(request)
         assert urls is not None, "the URL API needs a backend that presigns"
         return urls.presigner
-
-    def _redirect_urls(self, request: web.BaseRequest, ref: BlobRef) -> URLCache | None:
-        """The URLs to redirect this GET to, or ``None`` when it is to be streamed."""
-        if self.urls is None or self.policy.decide(request, ref.name) != "redirect":
-            return None
-        if self._shares_gateway_host(request):
-            self.stats.fallbacks["gateway_host"] += 1
-            return None
-        return self._urls_for(request)
 
     async def _stream(
         self, request: web.BaseRequest, info: RequestInfo, ref: BlobRef, member: Member,
@@ -144,6 +168,7 @@ class BlobService:
             self._fell_back("size_unknown", exc)
             return await self._pass(request, info, "passthrough")
         info.outcome = "stream"
+        info.location = PRIMARY if self.urls is not None else None
         try:
             return await serve(request, ref, span, self.source, authorization, self.stats)
         except (StorageError, RegistryError) as exc:  # before the first byte was sent
@@ -197,8 +222,9 @@ class BlobService:
         return response
 
     def url_caches(self) -> tuple[URLCache, ...]:
-        """The URL caches in use (S3, and CloudFront when configured)."""
-        return tuple(urls for urls in (self.urls, self.cdn_urls) if urls is not None)
+        """The URL caches in use (the store's, a CDN's, and the copies')."""
+        return (*(urls for urls in (self.urls, self.cdn_urls) if urls is not None),
+                *self.copies.url_caches())
 
     def forget(self, ref: BlobRef) -> None:
         """Drop the cached membership of ``ref`` and the cached URLs of its digest (here)."""
@@ -214,7 +240,7 @@ class BlobService:
             "confirmation": self.gate.confirmations.cache}
         for urls in self.url_caches():
             caches[urls.name] = urls.cache
-            caches["not_in_storage"] = urls.presence.missing
+            caches[missing_name(urls)] = urls.presence.missing
         sizes = {name: len(cache) for name, cache in caches.items()}
         for cache in caches.values():
             cache.clear()
@@ -226,19 +252,20 @@ class BlobService:
         self.gate.membership.remember(ref, Member(size))
         return size
 
-    def _shares_gateway_host(self, request: web.BaseRequest) -> bool:
-        """True when the client's host is the presign host or a parent domain of it.
+    def _shares_gateway_host(self, request: web.BaseRequest, presign_host: str,
+                             allowed: bool) -> bool:
+        """True when the client's host is ``presign_host`` or a parent domain of it.
 
         Go clients then forward ``Authorization`` on the redirect and storage rejects the
         request (S3: "Only one auth mechanism allowed"), so blobgate streams instead.
         """
-        if self.allow_gateway_host:
+        if allowed:
             return False
-        client_host = client_host_header(request)  # verdicts are kept per header value
-        verdict = self._host_verdicts.get(client_host)
+        key = (client_host_header(request), presign_host)  # verdicts kept per header value
+        verdict = self._host_verdicts.get(key)
         if verdict is None:
-            host = first_forwarded(client_host).rsplit(":", 1)[0].lower()
-            verdict = self.presign_host == host or self.presign_host.endswith("." + host)
+            host = first_forwarded(key[0]).rsplit(":", 1)[0].lower()
+            verdict = presign_host == host or presign_host.endswith("." + host)
             if len(self._host_verdicts) < 1024:  # clients choose Host: keep this bounded
-                self._host_verdicts[client_host] = verdict
+                self._host_verdicts[key] = verdict
         return verdict

@@ -1,0 +1,96 @@
+"""Copies of the registry's store that a client may be redirected to instead of the
+primary (the store the registry writes to), tried in the order a route gives.
+
+Copies are kept by replication outside blobgate (S3 replication, Azure object
+replication, GCS transfer jobs, rclone to an on-prem MinIO), and replication lags: a
+copy may not hold a blob yet. So, as at registry.k8s.io, a copy gets a client only after
+a look at that copy found the blob: each copy has its own existence check and URL cache
+(``cache``: one look and one signature per digest per URL life, "not there" remembered
+for ``storage.missing_ttl_s``), so warm GETs make no storage call. A copy that lacks the
+blob is skipped for the next location; one that cannot be asked is skipped too, and left
+alone for ``missing_ttl_s`` so that clients do not each wait for its timeouts. The
+primary comes last, with the blob path's own rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from blobgate.backends.contract import SignedURL
+from blobgate.cache import URLCache
+from blobgate.errors import NotInStorage, StorageError
+from blobgate.metrics import Stats
+from blobgate.reference import Digest
+from blobgate.routing import Address, Network, in_networks
+
+log = logging.getLogger(__name__)
+
+
+def urls_for(urls: URLCache, cdn_urls: URLCache | None, bypass: Sequence[Network],
+             address: Address | None) -> URLCache:
+    """A store's CDN URLs, unless there is no CDN or the client is in a bypass network."""
+    if cdn_urls is None or in_networks(address, bypass):
+        return urls
+    return cdn_urls
+
+
+def missing_name(urls: URLCache) -> str:
+    """The name of the "not there" cache behind ``urls`` (``not_in_storage@eu``)."""
+    return "not_in_storage" + urls.name.removeprefix("cdn_url").removeprefix("url")
+
+
+@dataclass
+class Copy:
+    """One copy: its URLs (and CDN URLs), the host they carry, and until when it is left
+    alone after it could not be asked."""
+
+    name: str
+    urls: URLCache
+    cdn_urls: URLCache | None
+    bypass: tuple[Network, ...]
+    host: str
+    allow_gateway_host: bool
+    down_until: float = 0.0
+
+    def url_caches(self) -> tuple[URLCache, ...]:
+        return tuple(urls for urls in (self.urls, self.cdn_urls) if urls is not None)
+
+
+class Copies:
+    """The copies by name, each asked only for a blob it has been seen to hold."""
+
+    def __init__(self, copies: Sequence[Copy], retry_s: float, stats: Stats,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.by_name = {copy.name: copy for copy in copies}
+        self._retry_s = retry_s
+        self._stats = stats
+        self._clock = clock
+
+    async def url(self, copy: Copy, digest: Digest, address: Address | None
+                  ) -> SignedURL | None:
+        """A URL at ``copy`` for ``digest``; ``None`` when the copy lacks it or cannot be
+        asked (then the next location is tried)."""
+        if copy.down_until and copy.down_until > self._clock():
+            self._stats.fallbacks["copy_down"] += 1
+            return None
+        signed = None
+        try:
+            signed = await urls_for(copy.urls, copy.cdn_urls, copy.bypass, address
+                                    ).url_for(digest)
+        except NotInStorage:
+            self._stats.fallbacks["copy_missing"] += 1
+        except StorageError as exc:
+            self._stats.fallbacks["copy_unavailable"] += 1
+            if not copy.down_until:
+                log.warning("copy %s cannot be asked (%s): skipped for %ss", copy.name, exc,
+                            self._retry_s)
+            copy.down_until = self._clock() + self._retry_s
+            return None
+        copy.down_until = 0.0
+        return signed
+
+    def url_caches(self) -> tuple[URLCache, ...]:
+        return tuple(urls for copy in self.by_name.values() for urls in copy.url_caches())
