@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from blobgate.accesslog import INFO_KEY, RequestInfo
-from blobgate.backends.contract import BlobSource, Presigner, SignedURL
+from blobgate.backends.contract import BlobSource, Presigner, SignedURL, URLOptions
 from blobgate.cache import URLCache
 from blobgate.config import PRIMARY
 from blobgate.errors import NotInStorage, RegistryError, StorageError, StorageUnchecked
@@ -94,12 +94,14 @@ class BlobService:
         address = (client_address(request, self.policy.trusted)
                    if route.copies or self.cdn_urls is not None else None)
         reason = route.reason
-        for name in route.copies:
-            copy = self.copies.by_name[name]
-            if not self._shares_gateway_host(request, copy.host, copy.allow_gateway_host):
-                signed = await self.copies.url(copy, ref.digest, address)
-                if signed is not None:
-                    return self._redirected(info, ref, signed, name, reason, copy.urls)
+        if route.copies:
+            found = await self.copies.first_holding(
+                route.copies, ref.digest, address, lambda copy, _: not self._shares_gateway_host(
+                    request, copy.host, copy.allow_gateway_host))
+            if found is not None:
+                name, urls, signed = found
+                return self._redirected(info, ref, signed, name,
+                                        reason if name == route.copies[0] else "fallback", urls)
             reason = "fallback"
         if self._shares_gateway_host(request, self.presign_host, self.allow_gateway_host):
             self.stats.fallbacks["gateway_host"] += 1
@@ -130,27 +132,35 @@ class BlobService:
             "Docker-Distribution-Api-Version": "registry/2.0",
         })
 
-    def _urls_for(self, request: web.BaseRequest) -> URLCache | None:
-        """CDN URLs, unless the client is in a bypass network; else the store's own."""
-        if self.cdn_urls is None:
-            return self.urls
-        assert self.urls is not None, "a CDN signs for a store"
-        return urls_for(self.urls, self.cdn_urls, self.cdn_bypass,
-                        client_address(request, self.policy.trusted))
-
-    async def stored_size(self, digest: Digest) -> int:
-        """The size of the blob's object in storage (``NotInStorage`` when it is not there):
-        the URL cache's answer, so redirects and the URL API share one look per digest."""
+    async def stored_at(self, request: web.BaseRequest, name: str, digest: Digest,
+                        primary: Presigner, options: URLOptions) -> tuple[Presigner, int]:
+        """Where the URL API signs a URL for this caller, chosen as a blob GET's redirect
+        is: the first copy of the caller's route holding the blob that can sign for
+        ``options.expires_s``, else ``primary`` (``NotInStorage`` when the store lacks
+        the blob too; response headers are signed by the primary only); and the blob's
+        size there. One look per digest and location, shared with redirects."""
+        route = self.policy.route(request, name)
+        custom = options.filename is not None or options.cache_control is not None
+        if route.copies and route.action == "redirect" and not custom:
+            expires_s = options.expires_s or primary.default_expires_s
+            found = await self.copies.first_holding(
+                route.copies, digest, client_address(request, self.policy.trusted),
+                lambda _, urls: urls.presigner.max_expires_s() >= expires_s)
+            if found is not None and found[2].size is not None:
+                return found[1].presigner, found[2].size
         assert self.urls is not None, "only a backend that presigns has objects to look at"
         signed = await self.urls.url_for(digest)
-        return signed.size if signed.size is not None else await self.urls.presence.size(digest)
+        size = signed.size if signed.size is not None else await self.urls.presence.size(digest)
+        return primary, size
 
     def presigner_for(self, request: web.BaseRequest, custom: bool) -> Presigner:
-        """The signer the URL API uses for this client (the store's own when response
-        headers are to be signed: a CDN's canned policy cannot)."""
-        urls = self.urls if custom else self._urls_for(request)
-        assert urls is not None, "the URL API needs a backend that presigns"
-        return urls.presigner
+        """The primary's signer the URL API uses for this client (the store's own when
+        response headers are to be signed: a CDN's canned policy cannot)."""
+        assert self.urls is not None, "the URL API needs a backend that presigns"
+        if custom or self.cdn_urls is None:
+            return self.urls.presigner
+        address = client_address(request, self.policy.trusted)
+        return urls_for(self.urls, self.cdn_urls, self.cdn_bypass, address).presigner
 
     async def _stream(
         self, request: web.BaseRequest, info: RequestInfo, ref: BlobRef, member: Member,

@@ -24,7 +24,8 @@ from typing import Any
 
 import aiohttp
 
-from blobgate.config import FeedConfig
+from blobgate.config import FeedConfig, RoutingConfig
+from blobgate.config.routing import SELECTOR
 from blobgate.errors import ConfigError
 from blobgate.metrics import Stats
 from blobgate.prefixes import Network
@@ -140,16 +141,18 @@ class Feed:
             healthy = await self.refresh()
 
 
-def check(feeds: tuple[FeedConfig, ...], wanted: dict[str, list[str]]) -> None:
-    """For ``check-config``: every feed reads and parses, and every selector named in
-    ``wanted`` (``aws:eu-west-1`` → the keys naming it) has networks."""
+def check(routing: RoutingConfig) -> None:
+    """For ``check-config``: every feed reads and parses, and every region a rule names
+    (``aws:eu-west-1``) has networks in it (a typo would otherwise match nobody)."""
     loaded: dict[str, Regions] = {}
-    for i, cfg in enumerate(feeds):
+    for i, cfg in enumerate(routing.ip_ranges):
         try:
             loaded[cfg.provider] = parse(cfg.provider, asyncio.run(_read(cfg.source)))
         except (OSError, FeedError, aiohttp.ClientError, TimeoutError) as exc:
             raise ConfigError(f"routing.ip_ranges[{i}].source", str(exc)) from None
-    for selector, keys in wanted.items():
-        provider, _, region = selector.partition(":")
-        if not loaded[provider].get(region.lower()):
-            raise ConfigError(keys[0], f"{selector!r}: the {provider} feed has no such region")
+    for i, rule in enumerate(routing.rules):
+        for network in rule.networks:
+            selector = SELECTOR.fullmatch(network)
+            if selector is not None and not loaded[selector[1]].get(selector[2].lower()):
+                raise ConfigError(f"routing.rules[{i}].networks",
+                                  f"{network!r}: the {selector[1]} feed has no such region")

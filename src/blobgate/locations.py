@@ -59,6 +59,10 @@ class Copy:
         return tuple(urls for urls in (self.urls, self.cdn_urls) if urls is not None)
 
 
+Usable = Callable[[Copy, URLCache], bool]
+"""Whether a copy may serve this caller with these URLs (asked before the copy is)."""
+
+
 class Copies:
     """The copies by name, each asked only for a blob it has been seen to hold."""
 
@@ -69,17 +73,29 @@ class Copies:
         self._stats = stats
         self._clock = clock
 
-    async def url(self, copy: Copy, digest: Digest, address: Address | None
-                  ) -> SignedURL | None:
+    async def first_holding(self, names: Sequence[str], digest: Digest,
+                            address: Address | None, usable: Usable
+                            ) -> tuple[str, URLCache, SignedURL] | None:
+        """The first of the copies ``names`` that is ``usable`` and holds ``digest``: its
+        name, the URLs it serves the client at ``address`` with, and the URL."""
+        for name in names:
+            copy = self.by_name[name]
+            urls = urls_for(copy.urls, copy.cdn_urls, copy.bypass, address)
+            if usable(copy, urls):
+                signed = await self._url(copy, urls, digest)
+                if signed is not None:
+                    return name, urls, signed
+        return None
+
+    async def _url(self, copy: Copy, urls: URLCache, digest: Digest) -> SignedURL | None:
         """A URL at ``copy`` for ``digest``; ``None`` when the copy lacks it or cannot be
-        asked (then the next location is tried)."""
+        asked."""
         if copy.down_until and copy.down_until > self._clock():
             self._stats.fallbacks["copy_down"] += 1
             return None
         signed = None
         try:
-            signed = await urls_for(copy.urls, copy.cdn_urls, copy.bypass, address
-                                    ).url_for(digest)
+            signed = await urls.url_for(digest)
         except NotInStorage:
             self._stats.fallbacks["copy_missing"] += 1
         except StorageError as exc:

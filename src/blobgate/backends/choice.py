@@ -26,6 +26,7 @@ from blobgate.backends.registry import open_registry
 from blobgate.backends.s3 import open_s3, presign_host
 from blobgate.cache import Presence, URLCache
 from blobgate.config import CDNConfig, Config, CopyConfig, StorageConfig
+from blobgate.errors import ConfigError
 from blobgate.metrics import Stats
 from blobgate.shared import Shared
 from blobgate.upstream import Upstream
@@ -94,6 +95,18 @@ def _open_store(storage: StorageConfig, credentials_file: str | None = None
                 str(secret), scopes=[gcs.READ_ONLY]))
         return gcs.open_gcs(storage.gcs, chunk_bytes, credentials)
     return open_s3(storage.s3, _aws_session(secret), chunk_bytes)
+
+
+def check_copies(storage: StorageConfig) -> None:
+    """Each copy's credentials file reads as its backend needs (for ``check-config``; the
+    error names the key, never the file's content)."""
+    for i, copy in enumerate(storage.copies):
+        try:
+            _open_store(storage.of_copy(copy), copy.credentials_file)  # reads, opens nothing
+        except (OSError, ValueError, KeyError, configparser.Error) as exc:
+            raise ConfigError(f"storage.copies[{i}].credentials_file",
+                              f"cannot be read as {copy.backend} credentials "
+                              f"({type(exc).__name__})") from None
 
 
 def _aws_session(credentials_file: Path | None) -> AioSession | None:
