@@ -1,5 +1,6 @@
 """``python -m bench run [--quick] [--only NAME ...] [--out FILE]``, ``python -m bench
-profile``, ``python -m bench instructions`` and ``python -m bench signing``: see
+profile``, ``python -m bench instructions``, ``python -m bench copies`` and
+``python -m bench signing``: see
 BENCHMARKS.md."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench import instructions, profile, runner, signing
+from bench import copies, instructions, profile, runner, signing
 from bench.scenarios import SCENARIOS
 from bench.world import FULL, QUICK
 
@@ -35,12 +36,17 @@ def main(argv: list[str] | None = None) -> int:
                                   "GET: default configuration, logs off, the floor")
     counted.add_argument("--keep", type=Path, help="leave the callgrind dumps in this folder")
     counted.add_argument("--quick", action="store_true", help="50 GETs instead of 500")
+    near = commands.add_parser("copies", help="warm GETs with three locations and a "
+                               "10,000-prefix feed vs one location: instructions and req/s")
+    near.add_argument("--quick", action="store_true", help="fewer GETs and shorter runs")
     sign = commands.add_parser("signing", help="in-process cost of one signed URL per backend")
     sign.add_argument("--count", type=int, default=2000, help="URLs signed per backend")
     args = parser.parse_args(argv)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.command == "profile":
         return profile.run(args.seconds, args.connections, args.folded, args.logs_off)
+    if args.command == "copies":
+        return copies.run(args.quick)
     if args.command == "instructions":
         return instructions.run(args.keep, args.quick)
     if args.command == "signing":

@@ -29,7 +29,7 @@ from blobgate.membership import Member
 from blobgate.metrics import Stats
 from blobgate.proxy import client_host_header, first_forwarded, forward
 from blobgate.reference import BlobRef, Digest
-from blobgate.routing import Network, Route, RoutingPolicy, client_address
+from blobgate.routing import Address, Network, Route, RoutingPolicy, client_address
 from blobgate.stream import API_VERSION, RangeNotSatisfiable, parse_range, serve
 from blobgate.stream import not_satisfiable as range_not_satisfiable
 from blobgate.upstream import Upstream
@@ -80,19 +80,20 @@ class BlobService:
             member = admitted
         if request.method == "HEAD":
             return await self._head(request, info, ref, member, authorization[0])
-        route = self.policy.route(request, ref.name)
+        policy = self.policy
+        address = (client_address(request, policy.trusted)
+                   if policy.has_rules or self.cdn_urls is not None else None)
+        route = policy.route(request, ref.name, address)
         if route.action == "redirect" and self.urls is not None:
-            redirect = await self._redirect(request, info, ref, route)
+            redirect = await self._redirect(request, info, ref, route, address)
             if redirect is not None:
                 return redirect
         return await self._stream(request, info, ref, member, authorization[0])
 
     async def _redirect(self, request: web.BaseRequest, info: RequestInfo, ref: BlobRef,
-                        route: Route) -> web.StreamResponse | None:
+                        route: Route, address: Address | None) -> web.StreamResponse | None:
         """A 307 to the first location of ``route`` holding the blob, the registry's answer
         when the primary lacks it, or ``None``: stream it."""
-        address = (client_address(request, self.policy.trusted)
-                   if route.copies or self.cdn_urls is not None else None)
         reason = route.reason
         if route.copies:
             found = await self.copies.first_holding(
@@ -139,12 +140,13 @@ class BlobService:
         ``options.expires_s``, else ``primary`` (``NotInStorage`` when the store lacks
         the blob too; response headers are signed by the primary only); and the blob's
         size there. One look per digest and location, shared with redirects."""
-        route = self.policy.route(request, name)
+        address = client_address(request, self.policy.trusted)
+        route = self.policy.route(request, name, address)
         custom = options.filename is not None or options.cache_control is not None
         if route.copies and route.action == "redirect" and not custom:
             expires_s = options.expires_s or primary.default_expires_s
             found = await self.copies.first_holding(
-                route.copies, digest, client_address(request, self.policy.trusted),
+                route.copies, digest, address,
                 lambda _, urls: urls.presigner.max_expires_s() >= expires_s)
             if found is not None and found[2].size is not None:
                 return found[1].presigner, found[2].size

@@ -34,14 +34,15 @@ class PrefixSet:
     """A set of IPv4 and IPv6 networks answering ``address in prefixes``."""
 
     def __init__(self, networks: Iterable[Network]) -> None:
-        spans: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+        spans: dict[type, list[tuple[int, int]]] = {
+            ipaddress.IPv4Address: [], ipaddress.IPv6Address: []}
         for network in networks:
-            spans[network.version].append((int(network.network_address),
-                                           int(network.broadcast_address)))
-        self._families = {version: _merged(found) for version, found in spans.items()}
+            spans[type(network.network_address)].append((int(network.network_address),
+                                                         int(network.broadcast_address)))
+        self._families = {family: _merged(found) for family, found in spans.items()}
 
     def __contains__(self, address: Address) -> bool:
-        starts, ends = self._families[address.version]
+        starts, ends = self._families[type(address)]  # by class: no property call
         value = int(address)
         i = bisect.bisect_right(starts, value) - 1
         return i >= 0 and value <= ends[i]

@@ -13,6 +13,7 @@ trusted proxy.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ TRUSTED = web.AppKey("trusted_proxies", tuple[Network, ...])
 """The gateway's ``routing.trusted_proxies``, for the request lines (set at start-up)."""
 
 
+@functools.lru_cache(maxsize=4096)  # the same peers and proxied clients, request after request
 def parse_address(text: str | None) -> Address | None:
     """The address in ``text`` (IPv4-mapped IPv6 unwrapped), or ``None`` if it is not one."""
     try:
@@ -137,11 +139,16 @@ class RoutingPolicy:
         self._rules = tuple(_Rule.compile(i, rule, self._feeds)
                             for i, rule in enumerate(self._cfg.rules))
 
-    def route(self, request: web.BaseRequest, name: str) -> Route:
-        """The route for this request (the default when no rule matches)."""
+    @property
+    def has_rules(self) -> bool:
+        """True when a route depends on the request (else ``route`` is the default)."""
+        return bool(self._rules)
+
+    def route(self, request: web.BaseRequest, name: str, address: Address | None) -> Route:
+        """The route for this request from the client at ``address`` (``client_address``;
+        the default when no rule matches)."""
         if not self._rules:
             return self.default
-        address = client_address(request, self.trusted)
         user_agent = request.headers.get("User-Agent", "")
         for rule in self._rules:
             if rule.matches(address, name, user_agent):

@@ -18,7 +18,7 @@ from blobgate.errors import ConfigError
 from blobgate.feeds import Feed, FeedError, parse
 from blobgate.metrics import Stats, StatsCollector
 from blobgate.prefixes import PrefixSet
-from blobgate.routing import RoutingPolicy
+from blobgate.routing import RoutingPolicy, client_address
 
 from support.feeds import FORMATS, write
 
@@ -64,7 +64,7 @@ def policy_for(path: Path, stats: Stats) -> tuple[RoutingPolicy, Feed]:
 def route_of(policy: RoutingPolicy, peer: str) -> tuple[tuple[str, ...], str]:
     request = make_mocked_request("GET", "/v2/a/blobs/x")
     request._transport_peername = (peer, 1234)  # type: ignore[attr-defined]
-    route = policy.route(request, "a")
+    route = policy.route(request, "a", client_address(request, policy.trusted))
     return route.copies, route.reason
 
 
