@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     near = commands.add_parser("copies", help="warm GETs with three locations and a "
                                "10,000-prefix feed vs one location: instructions and req/s")
     near.add_argument("--quick", action="store_true", help="fewer GETs and shorter runs")
+    near.add_argument("--keep", type=Path, help="leave the callgrind dumps in this folder")
     sign = commands.add_parser("signing", help="in-process cost of one signed URL per backend")
     sign.add_argument("--count", type=int, default=2000, help="URLs signed per backend")
     args = parser.parse_args(argv)
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "profile":
         return profile.run(args.seconds, args.connections, args.folded, args.logs_off)
     if args.command == "copies":
-        return copies.run(args.quick)
+        return copies.run(args.quick, args.keep)
     if args.command == "instructions":
         return instructions.run(args.keep, args.quick)
     if args.command == "signing":

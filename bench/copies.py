@@ -60,8 +60,9 @@ def copies_config(base: dict[str, Any], feed: Path) -> dict[str, Any]:
                                    "locations": ["eu", "site", "primary"]}]}}
 
 
-def run(quick: bool = False) -> int:
-    """Count and time both targets; print the table."""
+def run(quick: bool = False, keep: Path | None = None) -> int:
+    """Count and time both targets; print the table; with ``keep``, leave the callgrind
+    dumps there (for ``callgrind_annotate``)."""
     if shutil.which("valgrind") is None:
         say("needs valgrind: apt-get install -y valgrind")
         return 2
@@ -92,6 +93,10 @@ def run(quick: bool = False) -> int:
                          for _ in range(world.mode.rounds)]
                 speeds[name] = sorted(load.requests / load.duration_s for load in loads)[
                     len(loads) // 2]
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            for dump in work.glob("*.callgrind.*"):
+                shutil.copy(dump, keep / dump.name)
     (one, three), (one_s, three_s) = counts.values(), speeds.values()
     print(f"{machine.source_state()}\n")
     print(f"| target | instructions per warm GET ({len(pairs)} GETs) | req/s "

@@ -77,36 +77,28 @@ class Copies:
                             address: Address | None, usable: Usable
                             ) -> tuple[str, URLCache, SignedURL] | None:
         """The first of the copies ``names`` that is ``usable`` and holds ``digest``: its
-        name, the URLs it serves the client at ``address`` with, and the URL."""
+        name, the URLs it serves the client at ``address`` with, and the URL. A copy
+        that lacks it is passed over; one that cannot be asked is left alone for a while."""
         for name in names:
             copy = self.by_name[name]
             urls = urls_for(copy.urls, copy.cdn_urls, copy.bypass, address)
-            if usable(copy, urls):
-                signed = await self._url(copy, urls, digest)
-                if signed is not None:
-                    return name, urls, signed
-        return None
-
-    async def _url(self, copy: Copy, urls: URLCache, digest: Digest) -> SignedURL | None:
-        """A URL at ``copy`` for ``digest``; ``None`` when the copy lacks it or cannot be
-        asked."""
-        if copy.down_until and copy.down_until > self._clock():
-            self._stats.fallbacks["copy_down"] += 1
-            return None
-        signed = None
-        try:
-            signed = await urls.url_for(digest)
-        except NotInStorage:
-            self._stats.fallbacks["copy_missing"] += 1
-        except StorageError as exc:
-            self._stats.fallbacks["copy_unavailable"] += 1
-            if not copy.down_until:
-                log.warning("copy %s cannot be asked (%s): skipped for %ss", copy.name, exc,
+            if not usable(copy, urls):
+                continue
+            if copy.down_until:
+                if copy.down_until > self._clock():
+                    self._stats.fallbacks["copy_down"] += 1
+                    continue
+                copy.down_until = 0.0
+            try:
+                return name, urls, await urls.url_for(digest)
+            except NotInStorage:
+                self._stats.fallbacks["copy_missing"] += 1
+            except StorageError as exc:
+                self._stats.fallbacks["copy_unavailable"] += 1
+                log.warning("copy %s cannot be asked (%s): skipped for %ss", name, exc,
                             self._retry_s)
-            copy.down_until = self._clock() + self._retry_s
-            return None
-        copy.down_until = 0.0
-        return signed
+                copy.down_until = self._clock() + self._retry_s
+        return None
 
     def url_caches(self) -> tuple[URLCache, ...]:
         return tuple(urls for copy in self.by_name.values() for urls in copy.url_caches())

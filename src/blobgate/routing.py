@@ -63,7 +63,7 @@ def forwarded_client(peer: Address | None, request: web.BaseRequest,
                      trusted: Sequence[Network]) -> Address | None:
     """``peer``, or, while the address at hand is a trusted proxy, the hop it names."""
     address = peer
-    if not in_networks(address, trusted):
+    if not trusted or not in_networks(address, trusted):
         return address
     hops = [h for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")]
     while hops and in_networks(address, trusted):
@@ -130,6 +130,7 @@ class RoutingPolicy:
         self._cfg = cfg
         self._feeds = {feed.cfg.provider: feed for feed in feeds}
         self._rules: tuple[_Rule, ...] = ()
+        self._by_agent = any(rule.user_agents for rule in cfg.rules)
         self.compile()
         for feed in feeds:
             feed.on_change(self.compile)
@@ -149,7 +150,7 @@ class RoutingPolicy:
         the default when no rule matches)."""
         if not self._rules:
             return self.default
-        user_agent = request.headers.get("User-Agent", "")
+        user_agent = request.headers.get("User-Agent", "") if self._by_agent else ""
         for rule in self._rules:
             if rule.matches(address, name, user_agent):
                 return rule.route
