@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 class BlobService:
     """Everything the blob path needs, built once at start-up.
 
-    ``urls`` is ``None`` when the backend cannot presign (the registry streams).
+    ``urls`` is ``None`` when the backend cannot presign (the registry streams);
+    ``copies`` are the other stores a route may send a client to before the primary.
     """
 
     gate: Gate
@@ -54,8 +55,8 @@ class BlobService:
     stats: Stats
     presign_host: str
     allow_gateway_host: bool
-    _logged_causes: set[str] = field(default_factory=set)
     copies: Copies = field(default_factory=lambda: Copies((), 0.0, Stats()))
+    _logged_causes: set[str] = field(default_factory=set)
     _host_verdicts: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     async def handle(self, request: web.BaseRequest, ref: BlobRef) -> web.StreamResponse:
