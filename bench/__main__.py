@@ -1,6 +1,7 @@
 """``python -m bench run [--quick] [--only NAME ...] [--out FILE]``, ``python -m bench
-profile``, ``python -m bench instructions``, ``python -m bench signing`` and ``python -m
-bench storm``: see BENCHMARKS.md; ``python -m bench chaos``: see RELIABILITY.md."""
+profile``, ``python -m bench instructions``, ``python -m bench copies``, ``python -m
+bench signing`` and ``python -m bench storm``: see BENCHMARKS.md; ``python -m bench
+chaos``: see RELIABILITY.md."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench import chaos, instructions, profile, runner, signing, storm
+from bench import chaos, copies, instructions, profile, runner, signing, storm
 from bench.faults import FAULTS
 from bench.scenarios import SCENARIOS
 from bench.world import FULL, QUICK
@@ -38,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     counted.add_argument("--quick", action="store_true", help="50 GETs instead of 500")
     counted.add_argument("--tracing", action="store_true",
                          help="also count blobgate tracing at sampling ratios 1.0 and 0.01")
+    near = commands.add_parser("copies", help="warm GETs with three locations and a "
+                               "10,000-prefix feed vs one location: instructions and req/s")
+    near.add_argument("--quick", action="store_true", help="fewer GETs and shorter runs")
+    near.add_argument("--keep", type=Path, help="leave the callgrind dumps in this folder")
     sign = commands.add_parser("signing", help="in-process cost of one signed URL per backend")
     sign.add_argument("--count", type=int, default=2000, help="URLs signed per backend")
     broken = commands.add_parser("chaos", help="real clients through replicas behind "
@@ -58,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.command == "profile":
         return profile.run(args.seconds, args.connections, args.folded, args.logs_off)
+    if args.command == "copies":
+        return copies.run(args.quick, args.keep)
     if args.command == "instructions":
         return instructions.run(args.keep, args.quick, args.tracing)
     if args.command == "signing":

@@ -8,7 +8,9 @@ is done. Lines are encoded here from fields blobgate built, not through ``loggin
 so only the path is redacted, and it is logged without its query (upload-session state
 lives there). With the audit trail in the log (``audit.sink: log``), a blob request's
 audit line carries its access line's fields and stands in for it: one line per request.
-Each line names the ``client`` blobgate decided on (behind a trusted proxy, the address
+A blob request's line names the ``location`` its bytes came from (a copy's name,
+``primary``; none when the registry answered). Each line names the ``client`` blobgate
+decided on (behind a trusted proxy, the address
 ``X-Forwarded-For`` gives; what routing uses) and the TCP ``peer``.
 """
 
@@ -43,6 +45,7 @@ class RequestInfo:
     digest: str | None = None
     user: str | None = None
     reason: str | None = None  # why: ``decision``
+    location: str | None = None  # where a blob request's bytes came from (a copy, primary)
 
 
 INFO_KEY = web.RequestKey("blobgate.info", RequestInfo)
@@ -137,6 +140,7 @@ class AccessLogger(AbstractAccessLogger):
             "repository": info.repository,
             "digest": info.digest,
             "user": info.user,
+            "location": info.location,
             "status": response.status,
             "bytes": response.body_length,
             "duration_ms": int(time_s * 1_000_000) / 1000,

@@ -11,6 +11,10 @@ repository (seed endpoint only) the caller must be a system administrator. This 
 blobgate's own, so refusals are blobgate's ``401``/``403`` with a challenge. Every URL
 handed out is written to the audit trail.
 
+The URL points where a blob GET from the caller would be redirected: the first copy of
+the caller's route (``routing.rules[].locations``) seen to hold the blob, else the
+registry's store.
+
 A batch answers each distinct digest once, in the order first given (a repeated digest is
 not answered again), so ``[d] * 100`` costs what ``[d]`` does: one look at storage, one
 signature, one audit record. Whether a blob is in storage is the blob path's own cached
@@ -212,8 +216,9 @@ class UrlApi:
     async def _issue(self, request: web.BaseRequest, digest: Digest, repository: str,
                      presigner: Presigner, options: URLOptions) -> dict[str, Any]:
         """A URL for a blob that is in storage, recorded in the audit trail."""
-        try:
-            size = await self.blobs.stored_size(digest)  # never a URL to nothing
+        try:  # never a URL to nothing: the location signing holds the blob
+            presigner, size = await self.blobs.stored_at(request, repository, digest,
+                                                         presigner, options)
             signed = await presigner.presign_blob(digest, options)
         except NotInStorage:
             return _unknown(request, digest, NOT_IN_STORAGE)

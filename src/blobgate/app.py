@@ -52,20 +52,26 @@ def load_keys(cfg: Config) -> TrustedKeys:
 
 
 def check_presign_host(cfg: Config) -> None:
-    """Refuse presigned URLs whose host is a gateway host or under one (unless opted in)."""
-    target = presign_target(cfg.storage)
-    if target is None:
-        return
-    host = target.host
-    for public in cfg.server.public_hosts:
-        if host == public or host.endswith("." + public):
-            why = (
-                f"presigned URLs would go to {host}, which is {public} or under it: Go clients "
-                "would send their Bearer token to storage, which rejects such requests"
-            )
-            if not target.allow_gateway_host:
-                raise ConfigError(target.key, why)
-            log.warning("%s (allowed by storage.s3.unsafe_allow_gateway_host)", why)
+    """Refuse presigned URLs whose host is a gateway host or under one (unless opted in),
+    for the registry's store and each copy."""
+    stores = [("storage.", cfg.storage), *((f"storage.copies[{i}].", cfg.storage.of_copy(c))
+                                          for i, c in enumerate(cfg.storage.copies))]
+    for prefix, storage in stores:
+        target = presign_target(storage)
+        if target is None:
+            continue
+        host, key = target.host, prefix + target.key.removeprefix("storage.")
+        for public in cfg.server.public_hosts:
+            if host == public or host.endswith("." + public):
+                why = (
+                    f"presigned URLs would go to {host}, which is {public} or under it: Go "
+                    "clients would send their Bearer token to storage, which rejects such "
+                    "requests"
+                )
+                if not target.allow_gateway_host:
+                    raise ConfigError(key, why)
+                log.warning("%s (allowed by %s)", why,
+                            key.rpartition(".")[0] + ".unsafe_allow_gateway_host")
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:

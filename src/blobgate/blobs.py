@@ -19,8 +19,9 @@ from aiohttp import web
 
 from blobgate.accesslog import INFO_KEY, RequestInfo
 from blobgate.auth import Grant
-from blobgate.backends.contract import BlobSource, Presigner
+from blobgate.backends.contract import BlobSource, Presigner, SignedURL, URLOptions
 from blobgate.cache import URLCache
+from blobgate.config import PRIMARY
 from blobgate.decision import (
     CHECK_FAILED,
     GATEWAY_HOST,
@@ -38,11 +39,12 @@ from blobgate.decision import (
 from blobgate.errors import NotInStorage, RegistryError, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.gate import Denied, Gate, Pull
+from blobgate.locations import Copies, missing_name, urls_for
 from blobgate.membership import Member
 from blobgate.metrics import Stats
 from blobgate.proxy import client_host_header, first_forwarded, forward
 from blobgate.reference import BlobRef, Digest
-from blobgate.routing import Network, RoutingPolicy, client_address, in_networks
+from blobgate.routing import Address, Network, Route, RoutingPolicy, client_address
 from blobgate.stream import API_VERSION, RangeNotSatisfiable, parse_range, serve
 from blobgate.stream import not_satisfiable as range_not_satisfiable
 from blobgate.tracing import note, step
@@ -65,7 +67,8 @@ def under_host(presign_host: str, client_host: str) -> bool:
 class BlobService:
     """Everything the blob path needs, built once at start-up.
 
-    ``urls`` is ``None`` when the backend cannot presign (the registry streams).
+    ``urls`` is ``None`` when the backend cannot presign (the registry streams);
+    ``copies`` are the other stores a route may send a client to before the primary.
     """
 
     gate: Gate
@@ -78,8 +81,9 @@ class BlobService:
     stats: Stats
     presign_host: str
     allow_gateway_host: bool
+    copies: Copies = field(default_factory=lambda: Copies((), 0.0, Stats()))
     _logged_causes: set[str] = field(default_factory=set)
-    _host_verdicts: dict[str, bool] = field(default_factory=dict)
+    _host_verdicts: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     async def handle(self, request: web.BaseRequest, ref: BlobRef) -> web.StreamResponse:
         """Answer a blob GET or HEAD; its ``RequestInfo`` carries the decision."""
@@ -113,61 +117,92 @@ class BlobService:
             member = admitted
         if request.method == "HEAD":
             return await self._head(request, ref, member, authorization)
-        urls, streaming = self._redirect_urls(request, ref)
-        if urls is not None:
-            try:
-                signed, tier = await urls.answer(ref.digest)
-            except (NotInStorage, StorageUnchecked) as exc:  # never a redirect on faith
-                absent = isinstance(exc, NotInStorage)
-                self._fell_back("not_in_storage" if absent else "storage_unchecked", exc)
-                return await self._pass(request, NOT_IN_STORAGE if absent
-                                        else STORAGE_UNCHECKED)
-            except StorageError as exc:
-                self.stats.presign_failures[urls.presigner.name, exc.reason] += 1
-                self._fell_back("presign_failed", exc)
-                streaming = PRESIGN_FAILED
-            else:
-                self.stats.offloaded_bytes[urls.presigner.name] += signed.size or 0
-                return web.Response(status=307, headers={
-                    "Location": signed.url,
-                    "Docker-Content-Digest": ref.digest,
-                    "Docker-Distribution-Api-Version": "registry/2.0",
-                }), REDIRECTS[tier]
-        return await self._stream(request, ref, member, authorization, streaming)
+        policy = self.policy
+        address = (client_address(request, policy.trusted)
+                   if policy.has_rules or self.cdn_urls is not None else None)
+        route = policy.route(request, ref.name, address)
+        why = route.stream or NO_PRESIGNER
+        if route.stream is None and self.urls is not None:
+            redirected = await self._redirect(request, ref, route, address)
+            if not isinstance(redirected, Decision):
+                return redirected
+            why = redirected
+        return await self._stream(request, ref, member, authorization, why)
 
-    def _urls_for(self, request: web.BaseRequest) -> URLCache | None:
-        """CDN URLs, unless the client is in a bypass network; else the store's own."""
-        if self.cdn_urls is None:
-            return self.urls
+    async def _redirect(self, request: web.BaseRequest, ref: BlobRef, route: Route,
+                        address: Address | None) -> Answer | Decision:
+        """A 307 to the first location of ``route`` holding the blob (the registry's
+        answer when the primary lacks it), or why the bytes are to be streamed instead."""
+        reason = route.reason
+        if route.copies:
+            found = await self.copies.first_holding(
+                route.copies, ref.digest, address, lambda copy, _: not self._shares_gateway_host(
+                    request, copy.host, copy.allow_gateway_host))
+            if found is not None:
+                name, urls, signed, tier = found
+                label = reason if name == route.copies[0] else "fallback"
+                return self._redirected(request, ref, signed, tier, name, label, urls)
+            reason = "fallback"
+        if self._shares_gateway_host(request, self.presign_host, self.allow_gateway_host):
+            self.stats.fallbacks["gateway_host"] += 1
+            return GATEWAY_HOST
+        assert self.urls is not None, "only a backend that presigns redirects"
+        urls = urls_for(self.urls, self.cdn_urls, self.cdn_bypass, address)
+        try:
+            signed, tier = await urls.answer(ref.digest)
+        except (NotInStorage, StorageUnchecked) as exc:  # never a redirect on faith
+            absent = isinstance(exc, NotInStorage)
+            self._fell_back("not_in_storage" if absent else "storage_unchecked", exc)
+            return await self._pass(request, NOT_IN_STORAGE if absent else STORAGE_UNCHECKED)
+        except StorageError as exc:
+            self.stats.presign_failures[urls.presigner.name, exc.reason] += 1
+            self._fell_back("presign_failed", exc)
+            return PRESIGN_FAILED
+        return self._redirected(request, ref, signed, tier, PRIMARY, reason, urls)
+
+    def _redirected(self, request: web.BaseRequest, ref: BlobRef, signed: SignedURL,
+                    tier: str, location: str, reason: str, urls: URLCache) -> Answer:
+        """The 307 to ``signed``, counted for ``location`` and the rule (or ``fallback``)
+        that sent the client there; the decision names the URL cache tier that answered."""
+        request[INFO_KEY].location = location
+        self.stats.redirects[location, reason] += 1
+        self.stats.offloaded_bytes[urls.presigner.name] += signed.size or 0
+        return web.Response(status=307, headers={
+            "Location": signed.url,
+            "Docker-Content-Digest": ref.digest,
+            "Docker-Distribution-Api-Version": "registry/2.0",
+        }), REDIRECTS[tier]
+
+    async def stored_at(self, request: web.BaseRequest, name: str, digest: Digest,
+                        primary: Presigner, options: URLOptions) -> tuple[Presigner, int]:
+        """Where the URL API signs a URL for this caller, chosen as a blob GET's redirect
+        is: the first copy of the caller's route holding the blob that can sign for
+        ``options.expires_s``, else ``primary`` (``NotInStorage`` when the store lacks
+        the blob too; response headers are signed by the primary only); and the blob's
+        size there. One look per digest and location, shared with redirects."""
         address = client_address(request, self.policy.trusted)
-        return self.urls if in_networks(address, self.cdn_bypass) else self.cdn_urls
-
-    async def stored_size(self, digest: Digest) -> int:
-        """The size of the blob's object in storage (``NotInStorage`` when it is not there):
-        the URL cache's answer, so redirects and the URL API share one look per digest."""
+        route = self.policy.route(request, name, address)
+        custom = options.filename is not None or options.cache_control is not None
+        if route.copies and route.action == "redirect" and not custom:
+            expires_s = options.expires_s or primary.default_expires_s
+            found = await self.copies.first_holding(
+                route.copies, digest, address,
+                lambda _, urls: urls.presigner.max_expires_s() >= expires_s)
+            if found is not None and found[2].size is not None:
+                return found[1].presigner, found[2].size
         assert self.urls is not None, "only a backend that presigns has objects to look at"
         signed = await self.urls.url_for(digest)
-        return signed.size if signed.size is not None else await self.urls.presence.size(digest)
+        size = signed.size if signed.size is not None else await self.urls.presence.size(digest)
+        return primary, size
 
     def presigner_for(self, request: web.BaseRequest, custom: bool) -> Presigner:
-        """The signer the URL API uses for this client (the store's own when response
-        headers are to be signed: a CDN's canned policy cannot)."""
-        urls = self.urls if custom else self._urls_for(request)
-        assert urls is not None, "the URL API needs a backend that presigns"
-        return urls.presigner
-
-    def _redirect_urls(self, request: web.BaseRequest, ref: BlobRef
-                       ) -> tuple[URLCache | None, Decision]:
-        """The URLs to redirect this GET to, or ``None`` and why it is to be streamed."""
-        if self.urls is None:
-            return None, NO_PRESIGNER
-        streaming = self.policy.streams(request, ref.name)
-        if streaming is not None:
-            return None, streaming
-        if self._shares_gateway_host(request):
-            self.stats.fallbacks["gateway_host"] += 1
-            return None, GATEWAY_HOST
-        return self._urls_for(request), NO_PRESIGNER
+        """The primary's signer the URL API uses for this client (the store's own when
+        response headers are to be signed: a CDN's canned policy cannot)."""
+        assert self.urls is not None, "the URL API needs a backend that presigns"
+        if custom or self.cdn_urls is None:
+            return self.urls.presigner
+        address = client_address(request, self.policy.trusted)
+        return urls_for(self.urls, self.cdn_urls, self.cdn_bypass, address).presigner
 
     async def _stream(self, request: web.BaseRequest, ref: BlobRef, member: Member,
                       authorization: str, why: Decision) -> Answer:
@@ -182,6 +217,7 @@ class BlobService:
         except (StorageError, RegistryError) as exc:
             self._fell_back("size_unknown", exc)
             return await self._pass(request, SIZE_UNKNOWN)
+        request[INFO_KEY].location = PRIMARY if self.urls is not None else None
         try:
             with step("blobgate.stream", {"blobgate.reason": why.reason}):
                 return await serve(request, ref, span, self.source, authorization,
@@ -232,8 +268,9 @@ class BlobService:
         return response, LOCAL_HEAD
 
     def url_caches(self) -> tuple[URLCache, ...]:
-        """The URL caches in use (S3, and CloudFront when configured)."""
-        return tuple(urls for urls in (self.urls, self.cdn_urls) if urls is not None)
+        """The URL caches in use (the store's, a CDN's, and the copies')."""
+        return (*(urls for urls in (self.urls, self.cdn_urls) if urls is not None),
+                *self.copies.url_caches())
 
     def forget(self, ref: BlobRef) -> None:
         """Drop the cached membership of ``ref`` and the cached URLs of its digest (here)."""
@@ -249,7 +286,7 @@ class BlobService:
             "confirmation": self.gate.confirmations.cache}
         for urls in self.url_caches():
             caches[urls.name] = urls.cache
-            caches["not_in_storage"] = urls.presence.missing
+            caches[missing_name(urls)] = urls.presence.missing
         sizes = {name: len(cache) for name, cache in caches.items()}
         for cache in caches.values():
             cache.clear()
@@ -261,18 +298,19 @@ class BlobService:
         self.gate.membership.remember(ref, Member(size))
         return size
 
-    def _shares_gateway_host(self, request: web.BaseRequest) -> bool:
-        """True when the client's host is the presign host or a parent domain of it.
+    def _shares_gateway_host(self, request: web.BaseRequest, presign_host: str,
+                             allowed: bool) -> bool:
+        """True when the client's host is ``presign_host`` or a parent domain of it.
 
         Go clients then forward ``Authorization`` on the redirect and storage rejects the
         request (S3: "Only one auth mechanism allowed"), so blobgate streams instead.
         """
-        if self.allow_gateway_host:
+        if allowed:
             return False
-        client_host = client_host_header(request)  # verdicts are kept per header value
-        verdict = self._host_verdicts.get(client_host)
+        key = (client_host_header(request), presign_host)  # verdicts kept per header value
+        verdict = self._host_verdicts.get(key)
         if verdict is None:
-            verdict = under_host(self.presign_host, client_host)
+            verdict = under_host(presign_host, key[0])
             if len(self._host_verdicts) < 1024:  # clients choose Host: keep this bounded
-                self._host_verdicts[client_host] = verdict
+                self._host_verdicts[key] = verdict
         return verdict

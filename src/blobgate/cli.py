@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from blobgate import __version__, explain_client, logs, server, tls
+from blobgate import __version__, explain_client, feeds, logs, server, tls
 from blobgate.admin import AdminToken
 from blobgate.app import check_presign_host, load_keys
+from blobgate.backends.choice import check_copies
 from blobgate.config import Config, load
 from blobgate.db import check_password_files
 from blobgate.errors import ConfigError
@@ -39,6 +40,7 @@ def _checked(cfg: Config) -> TrustedKeys:
     check_presign_host(cfg)
     tls.check_files(cfg)
     check_password_files(cfg)
+    check_copies(cfg.storage)
     if cfg.admin.enabled:
         AdminToken.from_config(cfg.admin)  # a token file that holds no token stops start-up
     if cfg.redis.enabled:
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load(args.config)
         if args.command == "check-config":
             _checked(cfg)
+            feeds.check(cfg.routing)  # at start-up, a feed that cannot be read matches nobody
             print("configuration OK")
             return 0
         return _serve(cfg)

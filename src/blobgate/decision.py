@@ -17,9 +17,10 @@ outcome          reasons
                  ``storage_unchecked``, ``size_unknown``, ``stream_failed``
 ``redirect``     the tier of the URL cache that answered: ``memory`` (this replica),
                  ``redis`` (another replica signed it), ``signed`` (signed now)
-``stream``       ``policy:default`` / ``policy:rules[<i>]`` (the routing rule that chose
-                 streaming), ``gateway_host`` (presigned URLs would go to the gateway's own
-                 host), ``presign_failed``, ``no_presigner`` (the backend cannot presign)
+``stream``       ``policy:default``, ``policy:<name>`` or ``policy:rules[<i>]`` (the rule
+                 that chose streaming), ``gateway_host`` (presigned URLs would go to the
+                 gateway's own host), ``presign_failed``, ``no_presigner`` (the backend
+                 cannot presign)
 ``local``        ``head`` (a HEAD of an admitted blob, answered by blobgate)
 ``url``          ``signed`` (the URL API handed out a URL)
 ===============  ==========================================================================
@@ -64,10 +65,10 @@ MEMORY, REDIS, SIGNED = "memory", "redis", "signed"  # the URL cache's tiers
 REDIRECTS = {tier: Decision("redirect", tier) for tier in (MEMORY, REDIS, SIGNED)}
 
 
-def policy(rule: int | None) -> Decision:
-    """Streaming chosen by routing rule ``rule`` (its index in ``routing.rules``), or by
-    ``routing.default`` when ``None``."""
-    return Decision("stream", "policy:default" if rule is None else f"policy:rules[{rule}]")
+def policy(rule: str) -> Decision:
+    """Streaming chosen by routing rule ``rule`` (its ``name``, else ``rules[<i>]``), or by
+    ``routing.default`` (``default``)."""
+    return Decision("stream", f"policy:{rule}")
 
 
 def denial(authorization: list[str], grant: Grant | None) -> Decision:

@@ -133,9 +133,11 @@ class Explainer:
 
     async def _route(self, ref: BlobRef, question: Question, out: Explanation) -> Decision:
         blobs = self._blobs
-        streams = blobs.policy.streams_for(parse_address(question.client), ref.name,
-                                           question.user_agent)
-        out.step("routing rule", "redirect" if streams is None else streams.reason)
+        route = blobs.policy.route_for(parse_address(question.client), ref.name,
+                                       question.user_agent)
+        streams = route.stream
+        out.step("routing rule", streams.reason if streams is not None else
+                 f"redirect ({route.reason}) to {', '.join((*route.copies, 'primary'))}")
         urls = blobs.urls
         if urls is None:
             out.step("location", "the backend cannot presign: the bytes are streamed")

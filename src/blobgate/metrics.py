@@ -8,6 +8,8 @@ small fixed sets (never a repository name or a digest), so series stay bounded.
 from __future__ import annotations
 
 import bisect
+import math
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,6 +74,8 @@ class Stats:
     shared_rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
     invalidations: Counter[str] = field(default_factory=Counter)
     warmup_refused: Counter[str] = field(default_factory=Counter)
+    redirects: Counter[tuple[str, str]] = field(default_factory=Counter)
+    feeds_loaded_at: dict[str, float | None] = field(default_factory=dict)
 
     def observe(self, route: str, method: str, outcome: str, seconds: float) -> None:
         """Record one finished request."""
@@ -162,7 +166,21 @@ class StatsCollector(Collector):
         yield _counter("blobgate_warmup_refused",
                        "Image manifests warm-up learnt nothing from, by reason.",
                        ["reason"], s.warmup_refused)
+        yield _counter("blobgate_redirects",
+                       "Blob redirects by location and reason (the rule that matched, "
+                       "'default', or 'fallback' when an earlier location lacked the blob).",
+                       ["location", "reason"], s.redirects)
+        yield self._feed_ages()
         yield from self._caches()
+
+    def _feed_ages(self) -> Metric:
+        ages = GaugeMetricFamily("blobgate_ip_ranges_age_seconds",
+                                 "Seconds since the IP-range feed in force was read (+Inf: "
+                                 "never read).", labels=["provider"])
+        now = time.time()
+        for provider, loaded_at in sorted(self._stats.feeds_loaded_at.items()):
+            ages.add_metric([provider], math.inf if loaded_at is None else now - loaded_at)
+        return ages
 
     def _caches(self) -> Iterator[Metric]:
         lookups = CounterMetricFamily("blobgate_cache_requests", "Cache lookups by result.",

@@ -25,9 +25,11 @@ from blobgate.challenge import Challenge
 from blobgate.config import Config
 from blobgate.confirmations import Confirmations
 from blobgate.db import LazyPool
+from blobgate.feeds import Feed
 from blobgate.gate import Gate
 from blobgate.harbordb import HarborDB, HarborDBMembership, HarborTokenRule
 from blobgate.keys import TrustedKeys
+from blobgate.locations import Copies, Copy, missing_name
 from blobgate.logs import LineWriter
 from blobgate.membership import CachedMembership, Membership, UpstreamMembership
 from blobgate.metrics import Stats
@@ -87,6 +89,32 @@ def _certificates(cfg: Config, verifier: TokenVerifier, stats: Stats) -> list[Fi
                         cfg.auth.reload_interval_s)]
 
 
+async def _copies(cfg: Config, upstream: Upstream, stats: Stats, watchers: list[FileWatcher],
+                  shared: Shared | None, stack: AsyncExitStack) -> Copies:
+    """Each of ``storage.copies`` opened as the primary is, with caches of its own."""
+    found = []
+    for copy in cfg.storage.copies:
+        storage = await stack.enter_async_context(
+            open_storage(cfg, upstream, stats, watchers, shared, copy))
+        urls, target = storage.urls, storage.target
+        assert urls is not None, "a copy is an object store"
+        assert target is not None, "a copy is an object store"
+        found.append(Copy(copy.name, urls, storage.cdn_urls,
+                          parse_networks(copy.cdn.bypass_networks), target.host,
+                          target.allow_gateway_host))
+    return Copies(found, cfg.storage.missing_ttl_s, stats)
+
+
+async def _feeds(cfg: Config, stats: Stats, stack: AsyncExitStack) -> list[Feed]:
+    """The IP-range feeds, read once (a failure leaves a feed empty, retried soon), then
+    refreshed in the background until shutdown."""
+    feeds = [Feed(feed, stats) for feed in cfg.routing.ip_ranges]
+    loaded = await asyncio.gather(*(feed.refresh() for feed in feeds))
+    for feed, healthy in zip(feeds, loaded, strict=True):
+        stack.callback(asyncio.create_task(feed.run(healthy)).cancel)
+    return feeds
+
+
 @asynccontextmanager
 async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats, lines: LineWriter
                         ) -> AsyncIterator[Services]:
@@ -104,6 +132,8 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats, lines: Lin
             watchers.append(mac_keys)
         storage = await stack.enter_async_context(
             open_storage(cfg, upstream, stats, watchers, shared))
+        copies = await _copies(cfg, upstream, stats, watchers, shared, stack)
+        feeds = await _feeds(cfg, stats, stack)
         urls = storage.urls
         databases = {"audit": audit.pool} if isinstance(audit, PostgresAudit) else {}
         verifier = TokenVerifier(cfg.auth, keys)
@@ -116,17 +146,18 @@ async def open_services(cfg: Config, keys: TrustedKeys, stats: Stats, lines: Lin
             urls=urls,
             cdn_urls=storage.cdn_urls,
             cdn_bypass=parse_networks(cfg.storage.cdn.bypass_networks),
-            policy=RoutingPolicy(cfg.routing),
+            policy=RoutingPolicy(cfg.routing, feeds),
             upstream=upstream,
             stats=stats,
             presign_host="" if target is None else target.host,
             allow_gateway_host=target is None or target.allow_gateway_host,
+            copies=copies,
         )
         stats.caches.update(token=verifier.cache, membership=gate.membership.cache,
                             confirmation=gate.confirmations.cache)
-        stats.caches.update({urls.name: urls.cache for urls in blobs.url_caches()})
-        if urls is not None:
-            stats.caches["not_in_storage"] = urls.presence.missing
+        for cache in blobs.url_caches():
+            stats.caches.update({cache.name: cache.cache,
+                                 missing_name(cache): cache.presence.missing})
         replicas = Replicas(blobs, shared)
         if replicas.listener is not None:
             replicas.listener.start()

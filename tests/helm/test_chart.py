@@ -484,6 +484,44 @@ def test_audit_password_is_a_mounted_file(everything: Rendered) -> None:
     assert (cfg.audit.dsn, cfg.audit.dsn_password_file) == (AUDIT_DSN, f"{directory}/password")
 
 
+COPIES = {"config": {
+    "storage": {"copies": [
+        {"name": "eu", "backend": "s3", "s3": {"bucket": "registry-eu", "region": "eu-west-1"}},
+        {"name": "site-a", "backend": "azure",
+         "azure": {"account_name": "sitea", "container": "registry"}}]},
+    "routing": {"ip_ranges": [{"provider": "aws", "source": "/etc/blobgate/feeds/aws.json"}],
+                "rules": [{"networks": ["aws:eu-west-1"], "locations": ["eu", "primary"]}]}},
+    "copies": {"credentials": {"eu": {"secretName": "blobgate-copy-eu"},
+                               "site-a": {"secretName": "site-a-key", "key": "account-key"}}},
+    "ipRanges": {"configMap": "blobgate-ip-ranges"}}
+
+
+def test_copies_credentials_and_feeds_are_mounted_where_the_config_points(
+    chart: Chart, schemas: Schemas,
+) -> None:
+    rendered = chart.render(values=COPIES)
+    schemas.validate(*rendered.objects)
+    eu, eu_dir = secret_mount(rendered, "copy-eu")
+    site, site_dir = secret_mount(rendered, "copy-site-a")
+    assert (eu["secretName"], eu["items"]) == (
+        "blobgate-copy-eu", [{"key": "credentials", "path": "credentials"}])
+    assert (site["secretName"], site["items"]) == (
+        "site-a-key", [{"key": "account-key", "path": "account-key"}])
+    cfg = load_rendered(rendered, {})
+    assert [c.credentials_file for c in cfg.storage.copies] == [
+        f"{eu_dir}/credentials", f"{site_dir}/account-key"]
+    feeds = next(v for v in rendered.pod_spec["volumes"] if v["name"] == "ip-ranges")
+    mount = next(m for m in rendered.container["volumeMounts"] if m["name"] == "ip-ranges")
+    assert feeds["configMap"] == {"name": "blobgate-ip-ranges"}
+    assert cfg.routing.ip_ranges[0].source.startswith(mount["mountPath"] + "/")
+
+
+def test_credentials_for_a_copy_that_is_not_configured_do_not_render(chart: Chart) -> None:
+    values = {**COPIES, "copies": {"credentials": {"us": {"secretName": "x"}}}}
+    with pytest.raises(HelmFailed, match=r"copies\.credentials\.us"):
+        chart.render(values=values)
+
+
 REDIS_MAC = {"redisMac": {"secretName": "blobgate-redis-mac"}}
 
 

@@ -56,6 +56,7 @@ async def test_one_complete_line_per_request(
         assert entry["ts_start"] <= entry["ts"]
         assert entry["duration_ms"] >= 0
     assert [e["outcome"] for e in blob_lines] == ["redirect", "local"]
+    assert [e["location"] for e in blob_lines] == ["primary", None]
     assert [e["status"] for e in blob_lines] == [307, 200]
     for entry in other_lines:
         assert entry["logger"] == "blobgate.access"

@@ -11,7 +11,7 @@ from blobgate.logs import LineWriter
 # The keys of each kind of line, as the README's "Logs" section documents them.
 ACCESS_KEYS = frozenset({"ts", "level", "logger", "ts_start", "method", "path", "route",
                          "outcome", "reason", "repository", "digest", "user", "status",
-                         "bytes", "duration_ms", "client", "peer"})
+                         "bytes", "duration_ms", "client", "peer", "location"})
 BLOB_AUDIT_KEYS = ACCESS_KEYS | {"at", "user_name"}  # a blob request's one line
 AUDIT_KEYS = frozenset({"ts", "level", "logger", "at", "user_name", "repository", "digest",
                         "method", "outcome", "reason", "status", "client",

@@ -19,9 +19,11 @@ def exported() -> dict[str, set[str]]:
     for counter, key in ((stats.membership, ("upstream", "member")), (stats.upstream, "2xx"),
                          (stats.presign_failures, ("s3", "x")), (stats.fallbacks, "x"),
                          (stats.offloaded_bytes, "s3"),
-                         (stats.audit, "written"), (stats.reloads, ("f", "ok"))):
+                         (stats.audit, "written"), (stats.reloads, ("f", "ok")),
+                         (stats.redirects, ("eu", "fallback"))):
         counter[key] += 1  # type: ignore[index]
     stats.reload_healthy["f"] = 1
+    stats.feeds_loaded_at["aws"] = None
     stats.caches["token"] = ExpiringCache(1, lambda _v: 0.0)
     registry = CollectorRegistry()
     registry.register(StatsCollector(stats))

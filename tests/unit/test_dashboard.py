@@ -35,6 +35,16 @@ def test_the_panels_issue_5_asks_for_are_there() -> None:
             "Errors"} <= titles
 
 
+def test_each_location_and_feed_has_a_series() -> None:
+    panels = {p["title"]: p for p in json.loads(DASHBOARD.read_text())["panels"]}
+    per_location = panels["Redirects per location"]["targets"]
+    assert per_location[0]["expr"].startswith("sum by (location) (rate(blobgate_redirects_total")
+    assert per_location[0]["legendFormat"] == "{{location}}"
+    ages = panels["IP-range feed age"]["targets"]
+    assert "blobgate_ip_ranges_age_seconds" in ages[0]["expr"]
+    assert "by (provider)" in ages[0]["expr"]
+
+
 def test_unusual_access_panels_show_what_the_access_alerts_watch() -> None:
     """Each series the unusual-access alerts select (its matchers other than job) is drawn
     by an "Unusual access" panel, so the dashboard shows what an alert fired on."""

@@ -72,7 +72,8 @@ def test_first_matching_rule_decides() -> None:
         ),
     ))
     def decide(name: str, peer: str = "192.0.2.1", **headers: str) -> str:
-        return policy.decide(request(peer, **headers), name)  # type: ignore[arg-type]
+        req = request(peer, **headers)
+        return policy.route(req, name, client_address(req, policy.trusted)).action  # type: ignore[arg-type]
 
     assert decide("internal/x") == "redirect"  # network condition not met
     assert decide("internal/x", "127.0.0.1", **{"X-Forwarded-For": "10.1.1.1"}) == "stream"

@@ -176,6 +176,14 @@ Database passwords: each mounted alone from its Secret, the file blobgate reads 
 /etc/blobgate/audit-database
 {{- end }}
 
+{{- define "blobgate.copies.dir" -}}
+/etc/blobgate/copies
+{{- end }}
+
+{{- define "blobgate.feeds.dir" -}}
+/etc/blobgate/feeds
+{{- end }}
+
 {{- define "blobgate.redis.dir" -}}
 /etc/blobgate/redis
 {{- end }}
@@ -303,6 +311,27 @@ blobgate.yaml: .Values.config with the values the chart derives filled in.
 {{- $_ := set $membership "dsn" (include "blobgate.harbor.databaseDSN" .) }}
 {{- $_ := set $membership "dsn_password_file" (printf "%s/password" (include "blobgate.harbor.databaseDir" .)) }}
 {{- $_ := set $cfg "membership" $membership }}
+{{- end }}
+{{- $credentials := .Values.copies.credentials | default dict }}
+{{- $storage := $cfg.storage | default dict }}
+{{- $copies := list }}
+{{- $names := list }}
+{{- range $storage.copies | default list }}
+{{- $copy := deepCopy . }}
+{{- $names = append $names (toString $copy.name) }}
+{{- with get $credentials (toString $copy.name) }}
+{{- $_ := set $copy "credentials_file" (printf "%s/%s/%s" (include "blobgate.copies.dir" $) $copy.name (.key | default "credentials")) }}
+{{- end }}
+{{- $copies = append $copies $copy }}
+{{- end }}
+{{- range $name, $_ := $credentials }}
+{{- if not (has $name $names) }}
+{{- fail (printf "copies.credentials.%s: no copy of that name in config.storage.copies" $name) }}
+{{- end }}
+{{- end }}
+{{- if $copies }}
+{{- $_ := set $storage "copies" $copies }}
+{{- $_ := set $cfg "storage" $storage }}
 {{- end }}
 {{- toYaml $cfg }}
 {{- end }}

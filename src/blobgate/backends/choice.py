@@ -11,17 +11,22 @@ it is not a gateway host.
 
 from __future__ import annotations
 
+import configparser
+import os
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from aiobotocore.session import AioSession
 
 from blobgate.backends.cloudfront import CDNPresigner, KeyStore
 from blobgate.backends.contract import BlobSource, ObjectStore
 from blobgate.backends.registry import open_registry
 from blobgate.backends.s3 import open_s3, presign_host
 from blobgate.cache import Presence, URLCache
-from blobgate.config import CDNConfig, Config, StorageConfig
+from blobgate.config import CDNConfig, Config, CopyConfig, StorageConfig
+from blobgate.errors import ConfigError
 from blobgate.metrics import Stats
 from blobgate.shared import Shared
 from blobgate.upstream import Upstream
@@ -68,49 +73,87 @@ def presign_target(storage: StorageConfig) -> PresignTarget | None:
     return None
 
 
-def _open_store(storage: StorageConfig) -> AbstractAsyncContextManager[ObjectStore]:
+def _open_store(storage: StorageConfig, credentials_file: str | None = None
+                ) -> AbstractAsyncContextManager[ObjectStore]:
+    """The store ``storage`` names, signing with the standard chains or, when given, the
+    credentials in ``credentials_file`` (a copy's own: see ``CopyConfig``)."""
     chunk_bytes = storage.stream_chunk_bytes
+    secret = None if credentials_file is None else Path(credentials_file)
     if storage.backend == "azure":
         from blobgate.backends import azure
 
-        return azure.open_azure(storage.azure, chunk_bytes)
+        environ = os.environ if secret is None else {
+            azure.ACCOUNT_KEY_VARIABLE: secret.read_text().strip()}
+        return azure.open_azure(storage.azure, chunk_bytes, environ)
     if storage.backend == "gcs":
+        from google.oauth2 import service_account
+
         from blobgate.backends import gcs
 
-        return gcs.open_gcs(storage.gcs, chunk_bytes)
-    return open_s3(storage.s3, chunk_bytes=chunk_bytes)
+        credentials = None if secret is None else (
+            service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+                str(secret), scopes=[gcs.READ_ONLY]))
+        return gcs.open_gcs(storage.gcs, chunk_bytes, credentials)
+    return open_s3(storage.s3, _aws_session(secret), chunk_bytes)
+
+
+def check_copies(storage: StorageConfig) -> None:
+    """Each copy's credentials file reads as its backend needs (for ``check-config``; the
+    error names the key, never the file's content)."""
+    for i, copy in enumerate(storage.copies):
+        try:
+            _open_store(storage.of_copy(copy), copy.credentials_file)  # reads, opens nothing
+        except (OSError, ValueError, KeyError, configparser.Error) as exc:
+            raise ConfigError(f"storage.copies[{i}].credentials_file",
+                              f"cannot be read as {copy.backend} credentials "
+                              f"({type(exc).__name__})") from None
+
+
+def _aws_session(credentials_file: Path | None) -> AioSession | None:
+    """A session signing with the ``[default]`` keys of an AWS shared-credentials file."""
+    if credentials_file is None:
+        return None
+    parser = configparser.ConfigParser()
+    parser.read_string(credentials_file.read_text())
+    section = parser["default"]
+    session = AioSession()
+    session.set_credentials(section["aws_access_key_id"], section["aws_secret_access_key"],
+                            section.get("aws_session_token"))
+    return session
 
 
 @asynccontextmanager
 async def open_storage(
     cfg: Config, upstream: Upstream, stats: Stats, watchers: list[FileWatcher],
-    shared: Shared | None = None,
+    shared: Shared | None = None, copy: CopyConfig | None = None,
 ) -> AsyncIterator[Storage]:
-    """The configured backend with its clients open for as long as the context lasts;
-    a CDN key watcher, if any, is added to ``watchers``; URLs are also kept in
-    ``shared`` (the replicas' Redis) when given."""
-    storage = cfg.storage
+    """The configured backend (or ``copy`` of it) with its clients open for as long as
+    the context lasts; a CDN key watcher, if any, is added to ``watchers``; URLs are also
+    kept in ``shared`` (the replicas' Redis) when given, a copy's under names of its own."""
+    storage = cfg.storage if copy is None else cfg.storage.of_copy(copy)
     if storage.backend == "proxy":
         async with open_registry(upstream, storage.proxy) as registry:
             yield Storage(registry, None, None, None)
         return
-    async with _open_store(storage) as store:
+    suffix = "" if copy is None else f"@{copy.name}"
+    async with _open_store(storage, None if copy is None else copy.credentials_file) as store:
         presence = Presence(store.stat, storage.missing_ttl_s, storage.url_cache_size)
-        urls = URLCache(store, presence, storage.url_cache_size, shared=shared)
-        yield Storage(store, urls, _cdn(cfg, urls, watchers, stats, shared),
+        urls = URLCache(store, presence, storage.url_cache_size, shared=shared,
+                        name=f"url{suffix}")
+        yield Storage(store, urls, _cdn(storage, urls, watchers, stats, shared, suffix),
                       presign_target(storage))
 
 
-def _cdn(cfg: Config, urls: URLCache, watchers: list[FileWatcher], stats: Stats,
-         shared: Shared | None) -> URLCache | None:
+def _cdn(storage: StorageConfig, urls: URLCache, watchers: list[FileWatcher], stats: Stats,
+         shared: Shared | None, suffix: str) -> URLCache | None:
     """CloudFront URLs for the objects ``urls`` checks the presence of."""
-    cdn = cfg.storage.cdn
+    cdn = storage.cdn
     if not cdn.enabled:
         return None
     keys = KeyStore(Path(cdn.private_key_file), cdn.base_url or "", _key_pair_id(cdn))
-    cdn_urls = URLCache(CDNPresigner(keys, cfg.storage.s3.rootdirectory, cdn.expires_s),
-                        urls.presence, cfg.storage.url_cache_size, shared=shared,
-                        name="cdn_url")
+    cdn_urls = URLCache(CDNPresigner(keys, storage.s3.rootdirectory, cdn.expires_s),
+                        urls.presence, storage.url_cache_size, shared=shared,
+                        name=f"cdn_url{suffix}")
 
     def reload() -> None:
         keys.reload(_key_pair_id(cdn))
@@ -119,7 +162,8 @@ def _cdn(cfg: Config, urls: URLCache, watchers: list[FileWatcher], stats: Stats,
     paths = [Path(cdn.private_key_file), *([Path(cdn.key_pair_id_file)]
                                            if cdn.key_pair_id_file else [])]
     if cdn.reload_interval_s > 0:
-        watchers.append(FileWatcher("cdn_key", paths, reload, stats, cdn.reload_interval_s))
+        watchers.append(FileWatcher(f"cdn_key{suffix}", paths, reload, stats,
+                                    cdn.reload_interval_s))
     return cdn_urls
 
 

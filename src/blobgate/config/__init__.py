@@ -20,6 +20,7 @@ import yaml
 from blobgate import settings
 from blobgate.config.admin import AdminConfig, ports
 from blobgate.config.redis import RedisConfig
+from blobgate.config.routing import FeedConfig, RouteRule, RoutingConfig
 from blobgate.config.service import (
     ASYMMETRIC_ALGORITHMS,
     ApiConfig,
@@ -34,13 +35,13 @@ from blobgate.config.service import (
     UpstreamConfig,
 )
 from blobgate.config.storage import (
+    PRIMARY,
     SIGV4_MAX_EXPIRES_S,
     AzureConfig,
     CDNConfig,
+    CopyConfig,
     GCSConfig,
     ProxyConfig,
-    RouteRule,
-    RoutingConfig,
     S3Config,
     StorageConfig,
 )
@@ -49,6 +50,7 @@ from blobgate.errors import ConfigError
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
+    "PRIMARY",
     "SIGV4_MAX_EXPIRES_S",
     "AdminConfig",
     "ApiConfig",
@@ -58,6 +60,8 @@ __all__ = [
     "CDNConfig",
     "ClientTLSConfig",
     "Config",
+    "CopyConfig",
+    "FeedConfig",
     "GCSConfig",
     "LogConfig",
     "MembershipConfig",
@@ -103,6 +107,12 @@ class Config:
             raise ConfigError("admin.port", (
                 f"{self.admin.port} (one port per worker from there) meets server.port or "
                 "the metrics ports; the admin listener needs ports of its own"))
+        known = self.storage.locations
+        for i, rule in enumerate(self.routing.rules):
+            unknown = [name for name in rule.locations if name not in known]
+            if unknown:
+                raise ConfigError(f"routing.rules[{i}].locations",
+                                  f"{unknown} not in storage.copies (known: {list(known)})")
 
 
 def load(path: Path | None, environ: Mapping[str, str] = os.environ) -> Config:

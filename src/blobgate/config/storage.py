@@ -1,8 +1,9 @@
 """Configuration sections for blob bytes: S3, Azure Blob, GCS, the CDN, the registry
-as origin, and redirect-or-stream routing."""
+as origin, and copies of the registry's store elsewhere."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -116,7 +117,7 @@ class CDNConfig:
         return self.base_url is not None
 
     def __post_init__(self) -> None:
-        _check_networks(self.bypass_networks, "bypass_networks")
+        check_networks(self.bypass_networks, "bypass_networks")
         check(self.reload_interval_s >= 0, "reload_interval_s", "must not be negative")
         if self.base_url is None:
             return
@@ -149,12 +150,56 @@ class ProxyConfig:
 
 
 BACKENDS = ("s3", "azure", "gcs", "proxy")
+COPY_BACKENDS = ("s3", "azure", "gcs")
+PRIMARY = "primary"  # the location name of the registry's own store
+_LOCATION = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,30}[a-z0-9])?")
+
+
+def _check_backend(backend: str, allowed: tuple[str, ...], azure: AzureConfig,
+                   gcs: GCSConfig, cdn: CDNConfig, key: str = "backend") -> None:
+    """``backend`` (the setting ``key``) is one of ``allowed``, and its section holds what
+    it needs."""
+    check(backend in allowed, "backend",
+          "must be " + ", ".join(repr(b) for b in allowed[:-1]) + f" or {allowed[-1]!r}")
+    if backend == "azure":
+        check(bool(azure.account_name), "azure.account_name", f"is required with {key} azure")
+        check(bool(azure.container), "azure.container", f"is required with {key} azure")
+    if backend == "gcs":
+        check(bool(gcs.bucket), "gcs.bucket", f"is required with {key} gcs")
+    check(not (cdn.enabled and backend != "s3"), "cdn.base_url", f"a CDN needs {key} s3")
+
+
+@dataclass(frozen=True)
+class CopyConfig:
+    """Another store that holds the registry's blobs under the same keys (replicated by
+    something other than blobgate, which never writes): a location routing rules can send
+    clients to, each redirect only after a look shows the blob is there.
+
+    ``credentials_file`` gives the copy credentials of its own (a mounted Secret): for s3
+    an AWS shared-credentials file (its ``[default]`` keys), for azure the account key,
+    for gcs a service-account key file; without it the standard chains are used.
+    """
+
+    name: str = ""
+    backend: str = "s3"
+    credentials_file: str | None = None
+    s3: S3Config = field(default_factory=S3Config)
+    azure: AzureConfig = field(default_factory=AzureConfig)
+    gcs: GCSConfig = field(default_factory=GCSConfig)
+    cdn: CDNConfig = field(default_factory=CDNConfig)
+
+    def __post_init__(self) -> None:
+        check(_LOCATION.fullmatch(self.name) is not None, "name",
+              "must be 1 to 32 lower-case letters, digits, '-' and '_'")
+        check(self.name not in (PRIMARY, "stream"), "name",
+              f"{self.name!r} is reserved (the registry's own store, or streaming)")
+        _check_backend(self.backend, COPY_BACKENDS, self.azure, self.gcs, self.cdn)
 
 
 @dataclass(frozen=True)
 class StorageConfig:
     """Where blob bytes come from: an object store (S3, Azure Blob, GCS: redirect or
-    stream), or the registry (stream only)."""
+    stream), or the registry (stream only); and ``copies`` of that store elsewhere."""
 
     backend: str = "s3"
     url_cache_size: int = 100_000
@@ -165,63 +210,35 @@ class StorageConfig:
     gcs: GCSConfig = field(default_factory=GCSConfig)
     cdn: CDNConfig = field(default_factory=CDNConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    copies: tuple[CopyConfig, ...] = ()
 
     def __post_init__(self) -> None:
-        check(self.backend in BACKENDS, "backend",
-              "must be 's3', 'azure', 'gcs' or 'proxy'")
-        if self.backend == "azure":
-            check(bool(self.azure.account_name), "azure.account_name",
-                  "is required with storage.backend azure")
-            check(bool(self.azure.container), "azure.container",
-                  "is required with storage.backend azure")
-        if self.backend == "gcs":
-            check(bool(self.gcs.bucket), "gcs.bucket", "is required with storage.backend gcs")
+        _check_backend(self.backend, BACKENDS, self.azure, self.gcs, self.cdn,
+                       "storage.backend")
         check(self.url_cache_size > 0, "url_cache_size", "must be positive")
         check(0 <= self.missing_ttl_s <= 300, "missing_ttl_s", "must be between 0 and 300")
-        check(not (self.cdn.enabled and self.backend != "s3"), "cdn.base_url",
-              "a CDN needs storage.backend s3")
         check(4096 <= self.stream_chunk_bytes <= 16 << 20, "stream_chunk_bytes",
               "must be between 4096 and 16777216")
+        check(not (self.copies and self.backend == "proxy"), "copies",
+              "need the registry's store as primary (storage.backend s3, azure or gcs)")
+        names = [copy.name for copy in self.copies]
+        check(len(set(names)) == len(names), "copies", f"names must be unique, got {names}")
+
+    @property
+    def locations(self) -> tuple[str, ...]:
+        """Every location name: the copies', then ``primary``."""
+        return (*(copy.name for copy in self.copies), PRIMARY)
+
+    def of_copy(self, copy: CopyConfig) -> StorageConfig:
+        """The settings that open ``copy`` the way the primary is opened."""
+        return dataclasses.replace(self, backend=copy.backend, s3=copy.s3, azure=copy.azure,
+                                   gcs=copy.gcs, cdn=copy.cdn, copies=())
 
 
-def _check_networks(values: tuple[str, ...], key: str) -> None:
+def check_networks(values: tuple[str, ...], key: str) -> None:
     """Each value must be a CIDR with no host bits set (a typo must not widen a network)."""
     for value in values:
         try:
             ipaddress.ip_network(value)
         except ValueError as exc:
             raise ConfigError(key, f"{value!r} is not a network in CIDR notation ({exc})") from None
-
-
-@dataclass(frozen=True)
-class RouteRule:
-    """One routing rule: when all its given conditions match, ``action`` applies."""
-
-    action: str
-    networks: tuple[str, ...] = ()
-    repositories: tuple[str, ...] = ()
-    user_agents: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        check(self.action in ("redirect", "stream"), "action", "must be 'redirect' or 'stream'")
-        check(bool(self.networks or self.repositories or self.user_agents), "action",
-              "a rule needs at least one of networks, repositories, user_agents")
-        _check_networks(self.networks, "networks")
-        for pattern in self.user_agents:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ConfigError("user_agents", f"{pattern!r}: {exc}") from None
-
-
-@dataclass(frozen=True)
-class RoutingConfig:
-    """Per request: redirect the client to storage, or stream the bytes through blobgate."""
-
-    default: str = "redirect"
-    trusted_proxies: tuple[str, ...] = ()
-    rules: tuple[RouteRule, ...] = ()
-
-    def __post_init__(self) -> None:
-        check(self.default in ("redirect", "stream"), "default", "must be 'redirect' or 'stream'")
-        _check_networks(self.trusted_proxies, "trusted_proxies")
