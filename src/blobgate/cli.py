@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from blobgate import __version__, logs, server, tls
+from blobgate import __version__, logs, server
 from blobgate.admin import AdminToken
 from blobgate.app import check_presign_host, load_keys
-from blobgate.config import Config, load
+from blobgate.config import Config, load, tls
 from blobgate.db import check_password_files
 from blobgate.errors import ConfigError
 from blobgate.keys import TrustedKeys

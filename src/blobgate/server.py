@@ -26,10 +26,10 @@ from blobgate.accesslog import LINES, AccessLogger
 from blobgate.admin import AdminToken, create_admin_app
 from blobgate.app import GatewayRunner, create_app
 from blobgate.config import Config, ServerTLSConfig
+from blobgate.config.tls import ServedCertificate
 from blobgate.health import create_metrics_app
 from blobgate.keys import TrustedKeys
 from blobgate.metrics import STATS, Stats
-from blobgate.tls import ServedCertificate
 from blobgate.watch import FileWatcher
 
 log = logging.getLogger(__name__)
