@@ -27,8 +27,6 @@ from typing import Any
 
 from aiohttp import web
 
-from blobgate.accesslog import info_of
-from blobgate.audit import Audit, AuditRecord
 from blobgate.backends.contract import URL_OPTIONS, Presigner, URLOptions
 from blobgate.blobs import BlobService
 from blobgate.bodies import read_body
@@ -44,6 +42,8 @@ from blobgate.errors import (
 )
 from blobgate.gate import REFUSED, Denied, Pull
 from blobgate.jsontext import parse
+from blobgate.ops.accesslog import info_of
+from blobgate.ops.audit import Audit, AuditRecord
 from blobgate.reference import BlobRef, Digest, parse_blob, parse_digest, parse_name
 from blobgate.routing import client_address
 

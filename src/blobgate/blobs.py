@@ -17,14 +17,14 @@ from typing import Any
 
 from aiohttp import web
 
-from blobgate.accesslog import INFO_KEY, RequestInfo
 from blobgate.backends.contract import BlobSource, Presigner
 from blobgate.cache import URLCache
 from blobgate.errors import NotInStorage, RegistryError, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.gate import Denied, Gate, Pull
 from blobgate.membership import Member
-from blobgate.metrics import Stats
+from blobgate.ops.accesslog import INFO_KEY, RequestInfo
+from blobgate.ops.metrics import Stats
 from blobgate.proxy import client_host_header, first_forwarded, forward
 from blobgate.reference import BlobRef, Digest
 from blobgate.routing import Network, RoutingPolicy, client_address, in_networks

@@ -6,13 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from blobgate import __version__, logs, server
+from blobgate import __version__, server
 from blobgate.admin import AdminToken
 from blobgate.app import check_presign_host, load_keys
 from blobgate.config import Config, load, tls
-from blobgate.db import check_password_files
 from blobgate.errors import ConfigError
 from blobgate.keys import TrustedKeys
+from blobgate.ops import logs
+from blobgate.ops.db import check_password_files
 from blobgate.sealing import open_keyring
 
 

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 from blobgate.auth import Grant
-from blobgate.db import ERRORS, DatabaseUnavailable, LazyPool
 from blobgate.expiring import ExpiringCache
 from blobgate.membership import Member, Membership
-from blobgate.metrics import Stats
+from blobgate.ops.db import ERRORS, DatabaseUnavailable, LazyPool
+from blobgate.ops.metrics import Stats
 from blobgate.reference import BlobRef
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from blobgate.config import RedisConfig
 from blobgate.errors import ConfigError
-from blobgate.metrics import Stats
-from blobgate.watch import FileWatcher
+from blobgate.ops.metrics import Stats
+from blobgate.ops.watch import FileWatcher
 
 MAC_CHARS = 64  # hex of an HMAC-SHA256, in front of every sealed value
 MIN_KEY_BYTES = 32

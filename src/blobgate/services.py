@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blobgate.api import UrlApi
-from blobgate.audit import Audit, PostgresAudit, open_audit
 from blobgate.auth import TokenVerifier
 from blobgate.backends.choice import open_storage
 from blobgate.blobs import BlobService
@@ -24,20 +23,21 @@ from blobgate.callers import Callers
 from blobgate.challenge import Challenge
 from blobgate.config import Config
 from blobgate.confirmations import Confirmations
-from blobgate.db import LazyPool
 from blobgate.gate import Gate
 from blobgate.harbordb import HarborDB, HarborDBMembership, HarborTokenRule
 from blobgate.keys import TrustedKeys
-from blobgate.logs import LineWriter
 from blobgate.membership import CachedMembership, Membership, UpstreamMembership
-from blobgate.metrics import Stats
+from blobgate.ops.audit import Audit, PostgresAudit, open_audit
+from blobgate.ops.db import LazyPool
+from blobgate.ops.logs import LineWriter
+from blobgate.ops.metrics import Stats
+from blobgate.ops.watch import FileWatcher
 from blobgate.replicas import Replicas
 from blobgate.routing import RoutingPolicy, parse_networks
 from blobgate.sealing import key_watcher
 from blobgate.shared import Shared, open_shared
 from blobgate.upstream import Upstream, open_upstream
 from blobgate.warmup import ManifestWarmer
-from blobgate.watch import FileWatcher
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError, ResponseError
 
 from blobgate.config import RedisConfig
-from blobgate.metrics import Stats
+from blobgate.ops.metrics import Stats
 from blobgate.reference import BlobRef
 from blobgate.sealing import ENTRY, MESSAGE, Keyring, Rejected, open_keyring
 

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from blobgate.backends.contract import BlobSource, Span
 from blobgate.errors import RegistryError, StorageError
-from blobgate.metrics import Stats
+from blobgate.ops.metrics import Stats
 from blobgate.proxy import cut_short
 from blobgate.reference import BlobRef
 

@@ -35,7 +35,7 @@ from yarl import URL
 from blobgate.config import UpstreamConfig
 from blobgate.config.tls import client_context
 from blobgate.errors import RegistryError, UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
-from blobgate.metrics import Stats
+from blobgate.ops.metrics import Stats
 
 log = logging.getLogger(__name__)
 

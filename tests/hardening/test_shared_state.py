@@ -34,7 +34,7 @@ from blobgate.app import SERVICES
 from blobgate.config import RedisConfig
 from blobgate.devstack.redis import mac_key
 from blobgate.health import create_metrics_app
-from blobgate.metrics import STATS, Stats
+from blobgate.ops.metrics import STATS, Stats
 from blobgate.sealing import ENTRY, MESSAGE, Keyring
 from blobgate.shared import token_key
 from hardening.wire import Answer, bearer, exchange

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from blobgate.config import RedisConfig
 from blobgate.listener import Listener
-from blobgate.metrics import Stats
+from blobgate.ops.metrics import Stats
 from blobgate.sealing import ENTRY, MESSAGE, Keyring
 from blobgate.shared import Malformed, Message, Shared, open_shared
 

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from blobgate.config import RedisConfig
 from blobgate.devstack.redis import INSTALL, RedisServer, mac_key
 from blobgate.listener import Listener
-from blobgate.metrics import Stats
+from blobgate.ops.metrics import Stats
 from blobgate.sealing import ENTRY, Keyring, key_watcher
 from blobgate.shared import Malformed, Shared, open_shared
 

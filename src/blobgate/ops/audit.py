@@ -31,14 +31,14 @@ from typing import Protocol
 from aiohttp import web
 
 from blobgate.config import AuditConfig
-from blobgate.db import ERRORS as DB_ERRORS
-from blobgate.db import DatabaseUnavailable, LazyPool
-from blobgate.logs import LineWriter, encode
-from blobgate.metrics import Stats
+from blobgate.ops.db import ERRORS as DB_ERRORS
+from blobgate.ops.db import DatabaseUnavailable, LazyPool
+from blobgate.ops.logs import LineWriter, encode
+from blobgate.ops.metrics import Stats
 
-log = logging.getLogger(__name__)
 AUDIT_LOGGER = "blobgate.audit"
 audit_log = logging.getLogger(AUDIT_LOGGER)  # its level says whether audit lines are on
+log = audit_log  # the trail's own troubles are told under its name, as its lines are
 
 WRITE_TIMEOUT_S = 5.0
 
