@@ -9,12 +9,12 @@ from pathlib import Path
 from blobgate import __version__, server
 from blobgate.admin import AdminToken
 from blobgate.app import check_presign_host, load_keys
+from blobgate.caches.sealing import open_keyring
 from blobgate.config import Config, load, tls
 from blobgate.errors import ConfigError
 from blobgate.keys import TrustedKeys
 from blobgate.ops import logs
 from blobgate.ops.db import check_password_files
-from blobgate.sealing import open_keyring
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -20,10 +20,10 @@ from typing import NamedTuple, Protocol
 import aiohttp
 from yarl import URL
 
+from blobgate.caches.shared import MEMBERS, Malformed, Shared, expiry, member_key
 from blobgate.errors import RegistryError
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import BlobRef
-from blobgate.shared import MEMBERS, Malformed, Shared, expiry, member_key
 from blobgate.upstream import Upstream
 
 

@@ -19,6 +19,9 @@ from blobgate.api import UrlApi
 from blobgate.auth import TokenVerifier
 from blobgate.backends.choice import open_storage
 from blobgate.blobs import BlobService
+from blobgate.caches.replicas import Replicas
+from blobgate.caches.sealing import key_watcher
+from blobgate.caches.shared import Shared, open_shared
 from blobgate.callers import Callers
 from blobgate.challenge import Challenge
 from blobgate.config import Config
@@ -32,10 +35,7 @@ from blobgate.ops.db import LazyPool
 from blobgate.ops.logs import LineWriter
 from blobgate.ops.metrics import Stats
 from blobgate.ops.watch import FileWatcher
-from blobgate.replicas import Replicas
 from blobgate.routing import RoutingPolicy, parse_networks
-from blobgate.sealing import key_watcher
-from blobgate.shared import Shared, open_shared
 from blobgate.upstream import Upstream, open_upstream
 from blobgate.warmup import ManifestWarmer
 

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from redis.asyncio import Redis
 
+from blobgate.caches.listener import Listener
+from blobgate.caches.sealing import ENTRY, MESSAGE, Keyring
+from blobgate.caches.shared import Malformed, Message, Shared, open_shared
 from blobgate.config import RedisConfig
-from blobgate.listener import Listener
 from blobgate.ops.metrics import Stats
-from blobgate.sealing import ENTRY, MESSAGE, Keyring
-from blobgate.shared import Malformed, Message, Shared, open_shared
 
 from support.eventually import eventually
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from blobgate.caches.listener import Listener
+from blobgate.caches.sealing import ENTRY, Keyring, key_watcher
+from blobgate.caches.shared import Malformed, Shared, open_shared
 from blobgate.config import RedisConfig
 from blobgate.devstack.redis import INSTALL, RedisServer, mac_key
-from blobgate.listener import Listener
 from blobgate.ops.metrics import Stats
-from blobgate.sealing import ENTRY, Keyring, key_watcher
-from blobgate.shared import Malformed, Shared, open_shared
 
 from support.eventually import eventually
 

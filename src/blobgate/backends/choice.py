@@ -21,10 +21,10 @@ from blobgate.backends.contract import BlobSource, ObjectStore
 from blobgate.backends.registry import open_registry
 from blobgate.backends.s3 import open_s3, presign_host
 from blobgate.cache import Presence, URLCache
+from blobgate.caches.shared import Shared
 from blobgate.config import CDNConfig, Config, StorageConfig
 from blobgate.ops.metrics import Stats
 from blobgate.ops.watch import FileWatcher
-from blobgate.shared import Shared
 from blobgate.upstream import Upstream
 
 

@@ -19,8 +19,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from blobgate.sealing import MESSAGE, Rejected
-from blobgate.shared import CHANNEL, ERRORS, Malformed, Message, Shared
+from blobgate.caches.sealing import MESSAGE, Rejected
+from blobgate.caches.shared import CHANNEL, ERRORS, Malformed, Message, Shared
 
 log = logging.getLogger(__name__)
 
