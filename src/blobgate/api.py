@@ -29,7 +29,6 @@ from aiohttp import web
 
 from blobgate.backends.contract import URL_OPTIONS, Presigner, URLOptions
 from blobgate.blobs import BlobService
-from blobgate.bodies import read_body
 from blobgate.callers import Callers
 from blobgate.errors import (
     BlobUnknown,
@@ -45,6 +44,7 @@ from blobgate.jsontext import parse
 from blobgate.ops.accesslog import info_of
 from blobgate.ops.audit import Audit, AuditRecord
 from blobgate.reference import BlobRef, Digest, parse_blob, parse_digest, parse_name
+from blobgate.registry.bodies import read_body
 from blobgate.routing import client_address
 
 URL_PATH = re.compile(r"/api/(v1|v2\.0)/blobs/([^/]+)/url")

@@ -28,8 +28,8 @@ from blobgate.ops.accesslog import LINES, info_of
 from blobgate.ops.audit import AUDIT
 from blobgate.ops.logs import STDERR, LineWriter
 from blobgate.ops.metrics import STATS, Stats
-from blobgate.proxy import forward, request_target
 from blobgate.reference import BlobRef, blob_path, parse_blob
+from blobgate.registry.proxy import forward, request_target
 from blobgate.routing import TRUSTED
 from blobgate.services import Services, open_services
 from blobgate.warmup import MANIFEST_PATH

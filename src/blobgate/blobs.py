@@ -22,15 +22,15 @@ from blobgate.cache import URLCache
 from blobgate.errors import NotInStorage, RegistryError, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.gate import Denied, Gate, Pull
-from blobgate.membership import Member
 from blobgate.ops.accesslog import INFO_KEY, RequestInfo
 from blobgate.ops.metrics import Stats
-from blobgate.proxy import client_host_header, first_forwarded, forward
 from blobgate.reference import BlobRef, Digest
+from blobgate.registry.membership import Member
+from blobgate.registry.proxy import client_host_header, first_forwarded, forward
+from blobgate.registry.upstream import Upstream
 from blobgate.routing import Network, RoutingPolicy, client_address, in_networks
 from blobgate.stream import API_VERSION, RangeNotSatisfiable, parse_range, serve
 from blobgate.stream import not_satisfiable as range_not_satisfiable
-from blobgate.upstream import Upstream
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from blobgate.errors import (
 from blobgate.expiring import ExpiringCache
 from blobgate.gate import Pull
 from blobgate.jsontext import parse
-from blobgate.upstream import Upstream, translate_errors
+from blobgate.registry.upstream import Upstream, translate_errors
 
 CURRENT_USER = "/api/v2.0/users/current"
 

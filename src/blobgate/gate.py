@@ -25,9 +25,9 @@ from aiohttp import web
 
 from blobgate.auth import Grant, TokenVerifier
 from blobgate.confirmations import Confirmations
-from blobgate.harbordb import HarborTokenRule
-from blobgate.membership import CachedMembership, Member, UpstreamMembership
 from blobgate.reference import BlobRef
+from blobgate.registry.harbordb import HarborTokenRule
+from blobgate.registry.membership import CachedMembership, Member, UpstreamMembership
 
 PULL_PATH = re.compile(r"/v2/(.+)/(?:(manifests|blobs)/[^/]+|tags/list)")
 

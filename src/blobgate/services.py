@@ -27,16 +27,16 @@ from blobgate.challenge import Challenge
 from blobgate.config import Config
 from blobgate.confirmations import Confirmations
 from blobgate.gate import Gate
-from blobgate.harbordb import HarborDB, HarborDBMembership, HarborTokenRule
 from blobgate.keys import TrustedKeys
-from blobgate.membership import CachedMembership, Membership, UpstreamMembership
 from blobgate.ops.audit import Audit, PostgresAudit, open_audit
 from blobgate.ops.db import LazyPool
 from blobgate.ops.logs import LineWriter
 from blobgate.ops.metrics import Stats
 from blobgate.ops.watch import FileWatcher
+from blobgate.registry.harbordb import HarborDB, HarborDBMembership, HarborTokenRule
+from blobgate.registry.membership import CachedMembership, Membership, UpstreamMembership
+from blobgate.registry.upstream import Upstream, open_upstream
 from blobgate.routing import RoutingPolicy, parse_networks
-from blobgate.upstream import Upstream, open_upstream
 from blobgate.warmup import ManifestWarmer
 
 

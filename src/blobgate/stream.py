@@ -18,8 +18,8 @@ from aiohttp import web
 from blobgate.backends.contract import BlobSource, Span
 from blobgate.errors import RegistryError, StorageError
 from blobgate.ops.metrics import Stats
-from blobgate.proxy import cut_short
 from blobgate.reference import BlobRef
+from blobgate.registry.proxy import cut_short
 
 log = logging.getLogger(__name__)
 

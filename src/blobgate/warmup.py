@@ -38,9 +38,9 @@ from blobgate.blobs import BlobService
 from blobgate.errors import BlobgateError, NotInStorage
 from blobgate.expiring import ExpiringCache
 from blobgate.gate import Pull
-from blobgate.manifests import IMAGE_MANIFESTS, Refused, manifest_blobs
-from blobgate.membership import Member
 from blobgate.reference import BlobRef, parse_blob
+from blobgate.registry.manifests import IMAGE_MANIFESTS, Refused, manifest_blobs
+from blobgate.registry.membership import Member
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from blobgate.caches.shared import Shared
 from blobgate.config import CDNConfig, Config, StorageConfig
 from blobgate.ops.metrics import Stats
 from blobgate.ops.watch import FileWatcher
-from blobgate.upstream import Upstream
+from blobgate.registry.upstream import Upstream
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from blobgate.caches.shared import MEMBERS, Malformed, Shared, expiry, member_ke
 from blobgate.errors import RegistryError
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import BlobRef
-from blobgate.upstream import Upstream
+from blobgate.registry.upstream import Upstream
 
 
 @dataclass(frozen=True, slots=True)
