@@ -27,9 +27,10 @@ from typing import Any
 
 from aiohttp import web
 
+from blobgate.auth.callers import Callers
+from blobgate.auth.pulls import Pull
 from blobgate.backends.contract import URL_OPTIONS, Presigner, URLOptions
 from blobgate.blobs import BlobService
-from blobgate.callers import Callers
 from blobgate.errors import (
     BlobUnknown,
     InvalidParameter,
@@ -39,7 +40,7 @@ from blobgate.errors import (
     StorageUnavailable,
     Unauthorized,
 )
-from blobgate.gate import REFUSED, Denied, Pull
+from blobgate.gate import REFUSED, Denied
 from blobgate.jsontext import parse
 from blobgate.ops.accesslog import info_of
 from blobgate.ops.audit import Audit, AuditRecord

@@ -20,10 +20,10 @@ from typing import Any
 
 from aiohttp import web
 
+from blobgate.auth.keys import KeyBundleError, TrustedKeys
 from blobgate.backends.choice import presign_target
 from blobgate.config import Config
 from blobgate.errors import BlobgateError, ConfigError, RegistryError
-from blobgate.keys import KeyBundleError, TrustedKeys
 from blobgate.ops.accesslog import LINES, info_of
 from blobgate.ops.audit import AUDIT
 from blobgate.ops.logs import STDERR, LineWriter

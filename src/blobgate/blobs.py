@@ -17,11 +17,12 @@ from typing import Any
 
 from aiohttp import web
 
+from blobgate.auth.pulls import Pull
 from blobgate.backends.contract import BlobSource, Presigner
 from blobgate.cache import URLCache
 from blobgate.errors import NotInStorage, RegistryError, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
-from blobgate.gate import Denied, Gate, Pull
+from blobgate.gate import Denied, Gate
 from blobgate.ops.accesslog import INFO_KEY, RequestInfo
 from blobgate.ops.metrics import Stats
 from blobgate.reference import BlobRef, Digest

@@ -9,10 +9,10 @@ from pathlib import Path
 from blobgate import __version__, server
 from blobgate.admin import AdminToken
 from blobgate.app import check_presign_host, load_keys
+from blobgate.auth.keys import TrustedKeys
 from blobgate.caches.sealing import open_keyring
 from blobgate.config import Config, load, tls
 from blobgate.errors import ConfigError
-from blobgate.keys import TrustedKeys
 from blobgate.ops import logs
 from blobgate.ops.db import check_password_files
 

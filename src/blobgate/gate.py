@@ -23,8 +23,9 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from blobgate.auth import Grant, TokenVerifier
-from blobgate.confirmations import Confirmations
+from blobgate.auth.confirmations import Confirmations
+from blobgate.auth.pulls import Pull
+from blobgate.auth.tokens import Grant, TokenVerifier
 from blobgate.reference import BlobRef
 from blobgate.registry.harbordb import HarborTokenRule
 from blobgate.registry.membership import CachedMembership, Member, UpstreamMembership
@@ -40,16 +41,6 @@ class Denied(NamedTuple):
 
 REFUSED = Denied("refused")
 NOT_FOUND = Denied("not_found")
-
-
-class Pull(NamedTuple):
-    """A pass-through request of the pull kind (manifest, blob or tag list), by a token
-    that grants pull on its repository."""
-
-    authorization: str
-    grant: Grant
-    name: str
-    kind: str  # "manifests", "blobs" or "tags"
 
 
 class Gate:

@@ -16,18 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blobgate.api import UrlApi
-from blobgate.auth import TokenVerifier
+from blobgate.auth.callers import Callers
+from blobgate.auth.challenge import Challenge
+from blobgate.auth.confirmations import Confirmations
+from blobgate.auth.keys import TrustedKeys
+from blobgate.auth.tokens import TokenVerifier
 from blobgate.backends.choice import open_storage
 from blobgate.blobs import BlobService
 from blobgate.caches.replicas import Replicas
 from blobgate.caches.sealing import key_watcher
 from blobgate.caches.shared import Shared, open_shared
-from blobgate.callers import Callers
-from blobgate.challenge import Challenge
 from blobgate.config import Config
-from blobgate.confirmations import Confirmations
 from blobgate.gate import Gate
-from blobgate.keys import TrustedKeys
 from blobgate.ops.audit import Audit, PostgresAudit, open_audit
 from blobgate.ops.db import LazyPool
 from blobgate.ops.logs import LineWriter

@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from blobgate.auth.pulls import Pull
 from blobgate.blobs import BlobService
 from blobgate.errors import BlobgateError, NotInStorage
 from blobgate.expiring import ExpiringCache
-from blobgate.gate import Pull
 from blobgate.reference import BlobRef, parse_blob
 from blobgate.registry.manifests import IMAGE_MANIFESTS, Refused, manifest_blobs
 from blobgate.registry.membership import Member
