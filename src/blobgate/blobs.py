@@ -19,7 +19,7 @@ from aiohttp import web
 
 from blobgate.auth.pulls import Pull
 from blobgate.backends.contract import BlobSource, Presigner
-from blobgate.cache import URLCache
+from blobgate.backends.urls import URLCache
 from blobgate.errors import NotInStorage, RegistryError, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.gate import Denied, Gate

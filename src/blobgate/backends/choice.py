@@ -20,7 +20,7 @@ from blobgate.backends.cloudfront import CDNPresigner, KeyStore
 from blobgate.backends.contract import BlobSource, ObjectStore
 from blobgate.backends.registry import open_registry
 from blobgate.backends.s3 import open_s3, presign_host
-from blobgate.cache import Presence, URLCache
+from blobgate.backends.urls import Presence, URLCache
 from blobgate.caches.shared import Shared
 from blobgate.config import CDNConfig, Config, StorageConfig
 from blobgate.ops.metrics import Stats
