@@ -13,7 +13,7 @@ blob GETs that arrive first ask the registry (measured: 12 upstream requests per
 a client uploads); manifest lists and indexes are skipped (they name manifests, not
 blobs); work per manifest is bounded; only what the registry's own reading of the
 manifest checked is learnt, and a manifest that reading could differ on teaches nothing
-(see ``blobgate.manifests``; counted in ``blobgate_warmup_refused_total``).
+(see ``blobgate.registry.manifests``; counted in ``blobgate_warmup_refused_total``).
 
 What was learnt from each manifest is kept, for a ``DELETE`` of the manifest to forget
 its blobs, as long as those memberships live (``membership.cache_ttl_s``) and for at

@@ -8,5 +8,5 @@ URL API, ``callers`` turns a caller's Basic credentials into a token at the regi
 token service (its address from ``challenge``, which also builds the API's
 ``WWW-Authenticate`` answers).
 
-May import: ``ops``, ``caches``, ``registry``, and the ground floor.
+May import: ``registry``, ``caches``, ``ops``, ``routing``, and the ground floor.
 """

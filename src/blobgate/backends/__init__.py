@@ -10,5 +10,5 @@ backend. ``redirects`` is the policy on where the ``proxy`` backend may be sent;
 keeps what storage said (the presigned URL of a digest, whether its object is there)
 in front of whichever backend ``choice`` opened.
 
-May import: ``ops``, ``caches``, ``registry``, and the ground floor.
+May import: ``registry``, ``caches``, ``ops``, ``routing``, and the ground floor.
 """

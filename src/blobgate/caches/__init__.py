@@ -8,5 +8,5 @@ MACs that make Redis unable to lie; ``listener``, which hears the invalidations 
 replica publishes; and ``replicas``, which forgets and flushes here and tells the others.
 It knows the caches of a replica only as a narrow protocol handed in at wiring time.
 
-May import: ``ops``, and the ground floor.
+May import: ``ops``, ``routing``, and the ground floor.
 """

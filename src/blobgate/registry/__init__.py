@@ -8,5 +8,5 @@ repository (a HEAD with the client's own credentials, answers cached) and
 ``manifests`` reads a manifest as the registry's Go decoder does, or not at all.
 Nothing here decides whether a token is served: ``gate`` does, from these answers.
 
-May import: ``ops``, ``caches``, and the ground floor.
+May import: ``caches``, ``ops``, ``routing``, and the ground floor.
 """
