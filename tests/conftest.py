@@ -16,7 +16,6 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from blobgate.accesslog import AccessLogger
 from blobgate.app import create_app, load_keys
 from blobgate.config import (
     AuthConfig,
@@ -29,6 +28,7 @@ from blobgate.config import (
 from blobgate.devstack import redis as devredis
 from blobgate.devstack import s3 as devs3
 from blobgate.health import create_metrics_app
+from blobgate.ops.accesslog import AccessLogger
 from blobgate.reference import parse_digest, storage_key
 
 from support import azurite as az

@@ -31,12 +31,10 @@ from typing import Any
 
 from aiohttp import web
 
-from blobgate.accesslog import info_of
-from blobgate.audit import Audit, AuditRecord
+from blobgate.auth.callers import Callers
+from blobgate.auth.pulls import Pull
 from blobgate.backends.contract import URL_OPTIONS, Presigner, URLOptions
 from blobgate.blobs import BlobService
-from blobgate.bodies import read_body
-from blobgate.callers import Callers
 from blobgate.decision import NOT_IN_STORAGE, URL_SIGNED, Decision
 from blobgate.errors import (
     BlobUnknown,
@@ -47,9 +45,12 @@ from blobgate.errors import (
     StorageUnavailable,
     Unauthorized,
 )
-from blobgate.gate import REFUSED, Denied, Pull
+from blobgate.gate import REFUSED, Denied
 from blobgate.jsontext import parse
+from blobgate.ops.accesslog import info_of
+from blobgate.ops.audit import Audit, AuditRecord
 from blobgate.reference import BlobRef, Digest, parse_blob, parse_digest, parse_name
+from blobgate.registry.bodies import read_body
 from blobgate.routing import client_address
 
 URL_PATH = re.compile(r"/api/(v1|v2\.0)/blobs/([^/]+)/url")

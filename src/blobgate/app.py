@@ -20,16 +20,16 @@ from typing import Any
 
 from aiohttp import web
 
-from blobgate.accesslog import LINES, info_of
-from blobgate.audit import AUDIT
+from blobgate.auth.keys import KeyBundleError, TrustedKeys
 from blobgate.backends.choice import presign_target
 from blobgate.config import Config
 from blobgate.errors import BlobgateError, ConfigError, RegistryError
-from blobgate.keys import KeyBundleError, TrustedKeys
-from blobgate.logs import STDERR, LineWriter
-from blobgate.metrics import STATS, Stats
-from blobgate.proxy import forward, request_target
+from blobgate.ops.accesslog import LINES, info_of
+from blobgate.ops.audit import AUDIT
+from blobgate.ops.logs import STDERR, LineWriter
+from blobgate.ops.metrics import STATS, Stats
 from blobgate.reference import BlobRef, blob_path, parse_blob
+from blobgate.registry.proxy import forward, request_target
 from blobgate.routing import TRUSTED
 from blobgate.services import Services, open_services
 from blobgate.traced import served

@@ -17,10 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
-from blobgate.accesslog import INFO_KEY, RequestInfo
-from blobgate.auth import Grant
+from blobgate.auth.pulls import Pull
+from blobgate.auth.tokens import Grant
 from blobgate.backends.contract import BlobSource, Presigner, SignedURL, URLOptions
-from blobgate.cache import URLCache
+from blobgate.backends.urls import URLCache
 from blobgate.config import PRIMARY
 from blobgate.decision import (
     CHECK_FAILED,
@@ -38,17 +38,18 @@ from blobgate.decision import (
 )
 from blobgate.errors import NotInStorage, RegistryError, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
-from blobgate.gate import Denied, Gate, Pull
+from blobgate.gate import Denied, Gate
 from blobgate.locations import Copies, missing_name, urls_for
-from blobgate.membership import Member
-from blobgate.metrics import Stats
-from blobgate.proxy import client_host_header, first_forwarded, forward
+from blobgate.ops.accesslog import INFO_KEY, RequestInfo
+from blobgate.ops.metrics import Stats
 from blobgate.reference import BlobRef, Digest
+from blobgate.registry.membership import Member
+from blobgate.registry.proxy import client_host_header, first_forwarded, forward
+from blobgate.registry.upstream import Upstream
 from blobgate.routing import Address, Network, Route, RoutingPolicy, client_address
 from blobgate.stream import API_VERSION, RangeNotSatisfiable, parse_range, serve
 from blobgate.stream import not_satisfiable as range_not_satisfiable
 from blobgate.tracing import note, step
-from blobgate.upstream import Upstream
 
 log = logging.getLogger(__name__)
 

@@ -6,15 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from blobgate import __version__, explain_client, feeds, logs, server, tls
+from blobgate import __version__, explain_client, feeds, server
 from blobgate.admin import AdminToken
 from blobgate.app import check_presign_host, load_keys
+from blobgate.auth.keys import TrustedKeys
 from blobgate.backends.choice import check_copies
-from blobgate.config import Config, load
-from blobgate.db import check_password_files
+from blobgate.caches.sealing import open_keyring
+from blobgate.config import Config, load, tls
 from blobgate.errors import ConfigError
-from blobgate.keys import TrustedKeys
-from blobgate.sealing import open_keyring
+from blobgate.ops import logs
+from blobgate.ops.db import check_password_files
 
 
 def _parser() -> argparse.ArgumentParser:

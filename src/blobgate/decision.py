@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from blobgate.auth import Grant
+    from blobgate.auth.tokens import Grant
 
 
 class Decision(NamedTuple):

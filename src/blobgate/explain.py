@@ -19,13 +19,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from blobgate import decision
-from blobgate.auth import Grant, bearer_token
+from blobgate.auth.tokens import Grant, bearer_token
 from blobgate.blobs import BlobService, under_host
 from blobgate.config import StorageConfig
 from blobgate.decision import Decision, denial
 from blobgate.errors import NotInStorage, RegistryError, StorageError
-from blobgate.membership import UpstreamMembership
 from blobgate.reference import BlobRef, parse_blob, storage_key
+from blobgate.registry.membership import UpstreamMembership
 from blobgate.routing import parse_address
 
 

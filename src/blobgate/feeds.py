@@ -27,7 +27,7 @@ import aiohttp
 from blobgate.config import FeedConfig, RoutingConfig
 from blobgate.config.routing import SELECTOR
 from blobgate.errors import ConfigError
-from blobgate.metrics import Stats
+from blobgate.ops.metrics import Stats
 from blobgate.prefixes import Network
 
 log = logging.getLogger(__name__)

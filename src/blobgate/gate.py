@@ -24,12 +24,13 @@ from typing import NamedTuple
 from aiohttp import web
 
 from blobgate import decision
-from blobgate.auth import Grant, TokenVerifier
-from blobgate.confirmations import Confirmations
+from blobgate.auth.confirmations import Confirmations
+from blobgate.auth.pulls import Pull
+from blobgate.auth.tokens import Grant, TokenVerifier
 from blobgate.decision import Decision
-from blobgate.harbordb import HarborTokenRule
-from blobgate.membership import CachedMembership, Member, UpstreamMembership
 from blobgate.reference import BlobRef
+from blobgate.registry.harbordb import HarborTokenRule
+from blobgate.registry.membership import CachedMembership, Member, UpstreamMembership
 from blobgate.tracing import note, step
 
 PULL_PATH = re.compile(r"/v2/(.+)/(?:(manifests|blobs)/[^/]+|tags/list)")
@@ -43,16 +44,6 @@ class Denied(NamedTuple):
 
 REFUSED = Denied(decision.REFUSED)
 NOT_FOUND = Denied(decision.NOT_MEMBER)
-
-
-class Pull(NamedTuple):
-    """A pass-through request of the pull kind (manifest, blob or tag list), by a token
-    that grants pull on its repository."""
-
-    authorization: str
-    grant: Grant
-    name: str
-    kind: str  # "manifests", "blobs" or "tags"
 
 
 class Gate:

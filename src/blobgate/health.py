@@ -22,7 +22,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from blobgate.app import SERVICES
 from blobgate.errors import RegistryError, StorageError
-from blobgate.metrics import STATS, StatsCollector
+from blobgate.ops.metrics import STATS, StatsCollector
 from blobgate.reference import Digest
 
 GATEWAY = web.AppKey("gateway", web.Application)

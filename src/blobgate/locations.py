@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from blobgate.backends.contract import SignedURL
-from blobgate.cache import URLCache
+from blobgate.backends.urls import URLCache
 from blobgate.errors import NotInStorage, StorageError
-from blobgate.metrics import Stats
+from blobgate.ops.metrics import Stats
 from blobgate.reference import Digest
 from blobgate.routing import Address, Network, in_networks
 

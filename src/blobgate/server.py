@@ -22,15 +22,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from blobgate.accesslog import LINES, AccessLogger
 from blobgate.admin import AdminToken, create_admin_app
 from blobgate.app import GatewayRunner, create_app
+from blobgate.auth.keys import TrustedKeys
 from blobgate.config import Config, ServerTLSConfig
+from blobgate.config.tls import ServedCertificate
 from blobgate.health import create_metrics_app
-from blobgate.keys import TrustedKeys
-from blobgate.metrics import STATS, Stats
-from blobgate.tls import ServedCertificate
-from blobgate.watch import FileWatcher
+from blobgate.ops.accesslog import LINES, AccessLogger
+from blobgate.ops.metrics import STATS, Stats
+from blobgate.ops.watch import FileWatcher
 
 log = logging.getLogger(__name__)
 

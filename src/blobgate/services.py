@@ -16,30 +16,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blobgate.api import UrlApi
-from blobgate.audit import Audit, PostgresAudit, open_audit
-from blobgate.auth import TokenVerifier
+from blobgate.auth.callers import Callers
+from blobgate.auth.challenge import Challenge
+from blobgate.auth.confirmations import Confirmations
+from blobgate.auth.keys import TrustedKeys
+from blobgate.auth.tokens import TokenVerifier
 from blobgate.backends.choice import open_storage
 from blobgate.blobs import BlobService
-from blobgate.callers import Callers
-from blobgate.challenge import Challenge
+from blobgate.caches.replicas import Replicas
+from blobgate.caches.sealing import key_watcher
+from blobgate.caches.shared import Shared, open_shared
 from blobgate.config import Config
-from blobgate.confirmations import Confirmations
-from blobgate.db import LazyPool
 from blobgate.feeds import Feed
 from blobgate.gate import Gate
-from blobgate.harbordb import HarborDB, HarborDBMembership, HarborTokenRule
-from blobgate.keys import TrustedKeys
 from blobgate.locations import Copies, Copy, missing_name
-from blobgate.logs import LineWriter
-from blobgate.membership import CachedMembership, Membership, UpstreamMembership
-from blobgate.metrics import Stats
-from blobgate.replicas import Replicas
+from blobgate.ops.audit import Audit, PostgresAudit, open_audit
+from blobgate.ops.db import LazyPool
+from blobgate.ops.logs import LineWriter
+from blobgate.ops.metrics import Stats
+from blobgate.ops.watch import FileWatcher
+from blobgate.registry.harbordb import HarborDB, HarborDBMembership, HarborTokenRule
+from blobgate.registry.membership import CachedMembership, Membership, UpstreamMembership
+from blobgate.registry.upstream import Upstream, open_upstream
 from blobgate.routing import RoutingPolicy, parse_networks
-from blobgate.sealing import key_watcher
-from blobgate.shared import Shared, open_shared
-from blobgate.upstream import Upstream, open_upstream
 from blobgate.warmup import ManifestWarmer
-from blobgate.watch import FileWatcher
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from aiohttp import web
 
 from blobgate.backends.contract import BlobSource, Span
 from blobgate.errors import RegistryError, StorageError
-from blobgate.metrics import Stats
-from blobgate.proxy import cut_short
+from blobgate.ops.metrics import Stats
 from blobgate.reference import BlobRef
+from blobgate.registry.proxy import cut_short
 
 log = logging.getLogger(__name__)
 

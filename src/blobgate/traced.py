@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from blobgate import tracing
-from blobgate.accesslog import INFO_KEY
+from blobgate.ops.accesslog import INFO_KEY
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 

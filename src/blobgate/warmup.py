@@ -13,7 +13,7 @@ blob GETs that arrive first ask the registry (measured: 12 upstream requests per
 a client uploads); manifest lists and indexes are skipped (they name manifests, not
 blobs); work per manifest is bounded; only what the registry's own reading of the
 manifest checked is learnt, and a manifest that reading could differ on teaches nothing
-(see ``blobgate.manifests``; counted in ``blobgate_warmup_refused_total``).
+(see ``blobgate.registry.manifests``; counted in ``blobgate_warmup_refused_total``).
 
 What was learnt from each manifest is kept, for a ``DELETE`` of the manifest to forget
 its blobs, as long as those memberships live (``membership.cache_ttl_s``) and for at
@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from blobgate.auth.pulls import Pull
 from blobgate.blobs import BlobService
 from blobgate.errors import BlobgateError, NotInStorage
 from blobgate.expiring import ExpiringCache
-from blobgate.gate import Pull
-from blobgate.manifests import IMAGE_MANIFESTS, Refused, manifest_blobs
-from blobgate.membership import Member
 from blobgate.reference import BlobRef, parse_blob
+from blobgate.registry.manifests import IMAGE_MANIFESTS, Refused, manifest_blobs
+from blobgate.registry.membership import Member
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from blobgate.devstack.clients import Credentials
 from blobgate.devstack.policy import Policy, Rule
 from blobgate.devstack.registry import RegistryRequest
 from blobgate.devstack.stack import PUSHER, Stack
-from blobgate.manifests import DOCKER_MANIFEST, OCI_MANIFEST
+from blobgate.registry.manifests import DOCKER_MANIFEST, OCI_MANIFEST
 from e2e.conftest import require
 
 from support.manifest_forms import (

@@ -28,12 +28,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
+from blobgate.caches.shared import token_key
 from blobgate.devstack.clients import skopeo_push
 from blobgate.devstack.gateway import GatewayProcess, dev_environment
 from blobgate.devstack.image import OciImage, build_image
 from blobgate.devstack.redis import MACHINE, RedisServer, answers, mac_key
 from blobgate.devstack.stack import PUSHER, Stack, gateway_config
-from blobgate.shared import token_key
 from e2e.conftest import require
 
 pytestmark = pytest.mark.e2e

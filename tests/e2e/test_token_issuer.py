@@ -14,9 +14,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from blobgate.auth.keys import libtrust_key_id
 from blobgate.devstack.clients import Credentials
 from blobgate.devstack.stack import ISSUER, SERVICE, TEAM_B_READER, Stack
-from blobgate.keys import libtrust_key_id
 
 pytestmark = pytest.mark.e2e
 

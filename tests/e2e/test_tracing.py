@@ -93,7 +93,7 @@ async def test_one_server_span_per_request_in_the_clients_trace(
     assert manifests
     assert {s.attributes["blobgate.route"] for s in manifests} == {"passthrough"}
     steps = {s.name for s in spans if s.kind != SERVER_KIND}
-    assert {"blobgate.token", "blobgate.admit", "blobgate.membership",
+    assert {"blobgate.token", "blobgate.admit", "blobgate.registry.membership",
             "blobgate.storage.check", "blobgate.sign"} <= steps
 
 

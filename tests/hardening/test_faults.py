@@ -154,7 +154,7 @@ async def test_a_registry_restarting_gets_a_get_asked_once_more(
     await proxy.start()
     await proxy.cut()  # the registry is down...
     client = await gateway_before(gateway, f"http://127.0.0.1:{proxy.port}")
-    with caplog.at_level("INFO", logger="blobgate.proxy"):
+    with caplog.at_level("INFO", logger="blobgate.registry.proxy"):
         answer = asyncio.create_task(bounded(exchange(client.port, "GET", "/v2/")))
 
         async def refused_once() -> bool:

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from blobgate.auth import MAX_TOKEN_LENGTH, Grant, bearer_token, pullable_repositories
+from blobgate.auth.tokens import MAX_TOKEN_LENGTH, Grant, bearer_token, pullable_repositories
 from blobgate.errors import DigestInvalid, NameInvalid
 from blobgate.reference import (
     MAX_NAME_LENGTH,

@@ -31,12 +31,12 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from blobgate.app import SERVICES
+from blobgate.caches.sealing import ENTRY, MESSAGE, Keyring
+from blobgate.caches.shared import token_key
 from blobgate.config import RedisConfig
 from blobgate.devstack.redis import mac_key
 from blobgate.health import create_metrics_app
-from blobgate.metrics import STATS, Stats
-from blobgate.sealing import ENTRY, MESSAGE, Keyring
-from blobgate.shared import token_key
+from blobgate.ops.metrics import STATS, Stats
 from hardening.wire import Answer, bearer, exchange
 
 from support.eventually import eventually

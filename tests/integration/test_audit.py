@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from blobgate.audit import AuditRecord, PostgresAudit
 from blobgate.config import AuditConfig, RoutingConfig
-from blobgate.metrics import Stats
+from blobgate.ops.audit import AuditRecord, PostgresAudit
+from blobgate.ops.metrics import Stats
 
 from support.gateway import GatewayFactory, Scrape
 from support.lines import ACCESS_KEYS, BLOB_AUDIT_KEYS, Lines

@@ -13,11 +13,11 @@ from contextlib import asynccontextmanager
 import pytest
 from redis.asyncio import Redis
 
+from blobgate.caches.listener import Listener
+from blobgate.caches.sealing import ENTRY, MESSAGE, Keyring
+from blobgate.caches.shared import Malformed, Message, Shared, open_shared
 from blobgate.config import RedisConfig
-from blobgate.listener import Listener
-from blobgate.metrics import Stats
-from blobgate.sealing import ENTRY, MESSAGE, Keyring
-from blobgate.shared import Malformed, Message, Shared, open_shared
+from blobgate.ops.metrics import Stats
 
 from support.eventually import eventually
 from support.messages import message

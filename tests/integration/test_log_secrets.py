@@ -14,7 +14,7 @@ import pytest
 
 from blobgate.config import AuditConfig
 from blobgate.devstack.s3 import SECRET_KEY
-from blobgate.logs import JSONFormatter
+from blobgate.ops.logs import JSONFormatter
 
 from support.gateway import GatewayFactory
 from support.lines import Lines

@@ -24,12 +24,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.asyncio import Redis
 
+from blobgate.caches.listener import Listener
+from blobgate.caches.sealing import ENTRY, Keyring, key_watcher
+from blobgate.caches.shared import Malformed, Shared, open_shared
 from blobgate.config import RedisConfig
 from blobgate.devstack.redis import INSTALL, RedisServer, mac_key
-from blobgate.listener import Listener
-from blobgate.metrics import Stats
-from blobgate.sealing import ENTRY, Keyring, key_watcher
-from blobgate.shared import Malformed, Shared, open_shared
+from blobgate.ops.metrics import Stats
 
 from support.eventually import eventually
 

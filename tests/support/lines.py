@@ -6,7 +6,7 @@ import io
 import json
 from typing import Any
 
-from blobgate.logs import LineWriter
+from blobgate.ops.logs import LineWriter
 
 # The keys of each kind of line, as the README's "Logs" section documents them.
 ACCESS_KEYS = frozenset({"ts", "level", "logger", "ts_start", "method", "path", "route",

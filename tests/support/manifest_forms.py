@@ -17,7 +17,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from blobgate.manifests import DOCKER_MANIFEST, FOREIGN_LAYER, OCI_MANIFEST
+from blobgate.registry.manifests import DOCKER_MANIFEST, FOREIGN_LAYER, OCI_MANIFEST
 
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"

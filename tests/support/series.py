@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from blobgate.expiring import ExpiringCache
-from blobgate.metrics import Stats, StatsCollector
+from blobgate.ops.metrics import Stats, StatsCollector
 
 
 def exported() -> dict[str, set[str]]:

@@ -14,8 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from blobgate.auth.keys import libtrust_key_id
 from blobgate.devstack.pki import PrivateKey, certificate
-from blobgate.keys import libtrust_key_id
 
 ISSUER = "test-issuer"
 SERVICE = "test-registry"

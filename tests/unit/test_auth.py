@@ -14,9 +14,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from blobgate.auth import MAX_TOKEN_LENGTH, TokenVerifier, bearer_token, pullable_repositories
+from blobgate.auth.keys import KeyBundleError, TrustedKeys, libtrust_key_id
+from blobgate.auth.tokens import (
+    MAX_TOKEN_LENGTH,
+    TokenVerifier,
+    bearer_token,
+    pullable_repositories,
+)
 from blobgate.config import AuthConfig
-from blobgate.keys import KeyBundleError, TrustedKeys, libtrust_key_id
 
 from support.tokens import ISSUER, SERVICE, Signer, certificate, new_rsa, pem, x5c
 

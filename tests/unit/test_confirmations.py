@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from blobgate.confirmations import Confirmations
+from blobgate.auth.confirmations import Confirmations
 
 TOKEN = b"\x01" * 32
 

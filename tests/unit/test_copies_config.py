@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from blobgate import settings
 from blobgate.backends.choice import check_copies
-from blobgate.config import Config, StorageConfig
+from blobgate.config import Config, StorageConfig, settings
 from blobgate.errors import ConfigError
 
 BASE = """

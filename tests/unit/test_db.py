@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from blobgate.db import DatabaseUnavailable, LazyPool, read_password
+from blobgate.ops.db import DatabaseUnavailable, LazyPool, read_password
 
 
 async def _message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:

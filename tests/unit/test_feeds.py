@@ -16,7 +16,7 @@ from blobgate import feeds
 from blobgate.config import FeedConfig, RouteRule, RoutingConfig
 from blobgate.errors import ConfigError
 from blobgate.feeds import Feed, FeedError, parse
-from blobgate.metrics import Stats, StatsCollector
+from blobgate.ops.metrics import Stats, StatsCollector
 from blobgate.prefixes import PrefixSet
 from blobgate.routing import RoutingPolicy, client_address
 

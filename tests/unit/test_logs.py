@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from blobgate.logs import ATOMIC_BYTES, MAX_PENDING, JSONFormatter, LineHandler, LineWriter
+from blobgate.ops.logs import ATOMIC_BYTES, MAX_PENDING, JSONFormatter, LineHandler, LineWriter
 
 INTERVAL_S = 0.05
 

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from blobgate.manifests import GO_FOLD, Refused, manifest_blobs
+from blobgate.registry.manifests import GO_FOLD, Refused, manifest_blobs
 
 from support.manifest_forms import VARIANTS, manifests
 

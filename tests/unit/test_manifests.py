@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from blobgate.manifests import DOCKER_MANIFEST, OCI_MANIFEST, Refused, go_fold, manifest_blobs
+from blobgate.registry.manifests import (
+    DOCKER_MANIFEST,
+    OCI_MANIFEST,
+    Refused,
+    go_fold,
+    manifest_blobs,
+)
 
 from support.manifest_forms import (
     DOCKER_LAYER,

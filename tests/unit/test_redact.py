@@ -2,7 +2,7 @@
 
 import pytest
 
-from blobgate.redact import REDACTED, redact
+from blobgate.ops.redact import REDACTED, redact
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXBhcnQ"
 

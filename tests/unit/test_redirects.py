@@ -14,7 +14,7 @@ from blobgate.backends.redirects import (
     forbidden,
 )
 from blobgate.config import ProxyConfig
-from blobgate.metrics import Stats
+from blobgate.ops.metrics import Stats
 
 REGISTRY = URL("https://registry.example:5000/v2/a/blobs/sha256:00")
 

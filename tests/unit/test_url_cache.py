@@ -13,7 +13,7 @@ from aiobotocore.session import AioSession
 
 from blobgate.backends.contract import SignedURL
 from blobgate.backends.s3 import open_s3, presign_host
-from blobgate.cache import Presence, URLCache
+from blobgate.backends.urls import Presence, URLCache
 from blobgate.config import S3Config
 from blobgate.errors import NotInStorage, StorageError, StorageUnchecked
 from blobgate.reference import Digest

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blobgate.audit import UTCText
+from blobgate.ops.audit import UTCText
 
 TEXT = UTCText()  # one instance for all examples: its kept second changes between them
 

@@ -24,13 +24,13 @@ from blobgate.backends.cloudfront import CDNPresigner, KeyStore
 from blobgate.backends.contract import BlobSource, ObjectStore
 from blobgate.backends.registry import open_registry
 from blobgate.backends.s3 import open_s3, presign_host
-from blobgate.cache import Presence, URLCache
+from blobgate.backends.urls import Presence, URLCache
+from blobgate.caches.shared import Shared
 from blobgate.config import CDNConfig, Config, CopyConfig, StorageConfig
 from blobgate.errors import ConfigError
-from blobgate.metrics import Stats
-from blobgate.shared import Shared
-from blobgate.upstream import Upstream
-from blobgate.watch import FileWatcher
+from blobgate.ops.metrics import Stats
+from blobgate.ops.watch import FileWatcher
+from blobgate.registry.upstream import Upstream
 
 
 @dataclass(frozen=True)

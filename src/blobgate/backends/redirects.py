@@ -33,7 +33,7 @@ from yarl import URL
 
 from blobgate.config import ProxyConfig
 from blobgate.errors import StorageError
-from blobgate.metrics import Stats
+from blobgate.ops.metrics import Stats
 
 log = logging.getLogger(__name__)
 

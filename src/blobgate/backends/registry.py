@@ -20,7 +20,7 @@ from blobgate.backends.redirects import ForbiddenAddress, PublicResolver, Redire
 from blobgate.config import ProxyConfig
 from blobgate.errors import StorageError
 from blobgate.reference import BlobRef
-from blobgate.upstream import Upstream, new_session
+from blobgate.registry.upstream import Upstream, new_session
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 

@@ -5,6 +5,12 @@ variables (``BLOBGATE_STORAGE_S3_BUCKET`` for ``storage.s3.bucket``), and checks
 value. Any problem is a ``ConfigError`` naming the dotted key and why it is wrong.
 Storage credentials never live here: they come from the standard AWS, Azure and Google
 chains (environment, workload identity, instance roles).
+
+The wing at the bottom of the house: the sections (``service``, ``storage``, ``redis``,
+``admin``), the typed construction and checks behind them (``settings``), and the TLS
+contexts built from them (``tls``). Every other part of blobgate may import it.
+
+May import: ``errors``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from blobgate import settings
+from blobgate.config import settings
 from blobgate.config.admin import AdminConfig, ports
 from blobgate.config.redis import RedisConfig
 from blobgate.config.routing import FeedConfig, RouteRule, RoutingConfig

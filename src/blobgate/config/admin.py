@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from blobgate.config.service import ServerTLSConfig
-from blobgate.settings import check
+from blobgate.config.settings import check
 
 
 @dataclass(frozen=True)

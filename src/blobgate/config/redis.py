@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from blobgate.settings import check
+from blobgate.config.settings import check
 
 SCHEMES = ("redis", "rediss")
 

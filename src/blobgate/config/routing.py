@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from blobgate.config.settings import check, check_url
 from blobgate.config.storage import PRIMARY, check_networks
 from blobgate.errors import ConfigError
-from blobgate.settings import check, check_url
 
 PROVIDERS = ("aws", "gcp", "azure")
 SELECTOR = re.compile(r"(aws|gcp|azure):([A-Za-z0-9-]{1,64})")

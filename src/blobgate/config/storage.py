@@ -8,8 +8,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from blobgate.config.settings import check, check_url
 from blobgate.errors import ConfigError
-from blobgate.settings import check, check_url
 
 SIGV4_MAX_EXPIRES_S = 7 * 24 * 3600  # also the longest Azure user delegation SAS and GCS V4 URL
 _AZURE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")

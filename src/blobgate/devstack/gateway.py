@@ -21,7 +21,7 @@ import yaml
 from blobgate.devstack import s3
 from blobgate.devstack.logs import json_objects
 from blobgate.devstack.procs import Process, free_port, free_ports
-from blobgate.logs import FLUSH_INTERVAL_S
+from blobgate.ops.logs import FLUSH_INTERVAL_S
 
 
 def dev_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -26,8 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from blobgate.auth.keys import libtrust_key_id
 from blobgate.devstack.policy import Policy, Scope
-from blobgate.keys import libtrust_key_id
 
 ANONYMOUS: str | None = None
 

@@ -22,14 +22,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from blobgate.auth import Grant
-from blobgate.db import ERRORS, DatabaseUnavailable, LazyPool
 from blobgate.expiring import ExpiringCache
-from blobgate.membership import Member, Membership
-from blobgate.metrics import Stats
+from blobgate.ops.db import ERRORS, DatabaseUnavailable, LazyPool
+from blobgate.ops.metrics import Stats
 from blobgate.reference import BlobRef
+from blobgate.registry.membership import Member, Membership
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +98,14 @@ class HarborDBMembership:
         return None if size is None else Member(size=int(size))
 
 
+class IssuedToken(Protocol):
+    """What Harbor's token rule reads of a verified token (an ``auth.tokens.Grant``), so
+    this wing need not import the one that verifies tokens."""
+
+    @property
+    def issued_at(self) -> float | None: ...
+
+
 class HarborTokenRule:
     """Harbor core's rule on ``iat``, applied with the project's creation time from
     Harbor's database (kept per project for ``ttl_s``): Harbor's own verdict on a token
@@ -117,7 +124,7 @@ class HarborTokenRule:
             maxsize, lambda entry: entry[1], clock
         )
 
-    async def verdict(self, grant: Grant, name: str) -> bool | None:
+    async def verdict(self, grant: IssuedToken, name: str) -> bool | None:
         """Whether Harbor accepts ``grant``'s token for repository ``name``; ``None``
         while the database cannot say (the registry is asked instead)."""
         if grant.issued_at is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from blobgate.errors import RegistryError
-from blobgate.upstream import Upstream
+from blobgate.registry.upstream import Upstream
 
 _REALM = re.compile(r'realm="([^"]+)"')
 

@@ -5,7 +5,7 @@ the first untrusted hop of ``X-Forwarded-For`` when the peer is one of
 ``routing.trusted_proxies``, else the peer), ``peer`` the TCP peer itself (an ingress pod
 behind a proxy).
 
-``LogAudit`` writes each record as a JSON line (logger ``blobgate.audit``); a blob
+``LogAudit`` writes each record as a JSON line (logger ``blobgate.ops.audit``); a blob
 request's line also carries the request's access-line fields and is its only line.
 ``PostgresAudit`` queues records in a bounded queue and writes them in batches with
 ``COPY``; it never blocks or fails a pull: when the database is slow or down, records
@@ -33,14 +33,14 @@ from typing import Protocol
 from aiohttp import web
 
 from blobgate.config import AuditConfig
-from blobgate.db import ERRORS as DB_ERRORS
-from blobgate.db import DatabaseUnavailable, LazyPool
-from blobgate.logs import LineWriter, encode
-from blobgate.metrics import Stats
+from blobgate.ops.db import ERRORS as DB_ERRORS
+from blobgate.ops.db import DatabaseUnavailable, LazyPool
+from blobgate.ops.logs import LineWriter, encode
+from blobgate.ops.metrics import Stats
 
-log = logging.getLogger(__name__)
 AUDIT_LOGGER = "blobgate.audit"
 audit_log = logging.getLogger(AUDIT_LOGGER)  # its level says whether audit lines are on
+log = audit_log  # the trail's own troubles are told under its name, as its lines are
 
 WRITE_TIMEOUT_S = 5.0
 

@@ -26,9 +26,9 @@ from typing import Any
 
 from redis.exceptions import AuthenticationError, ResponseError
 
+from blobgate.caches.sealing import MESSAGE, Rejected
+from blobgate.caches.shared import CHANNEL, ERRORS, Malformed, Message, Shared
 from blobgate.expiring import ExpiringCache
-from blobgate.sealing import MESSAGE, Rejected
-from blobgate.shared import CHANNEL, ERRORS, Malformed, Message, Shared
 
 log = logging.getLogger(__name__)
 

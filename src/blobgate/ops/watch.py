@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from blobgate.metrics import Stats
+from blobgate.ops.metrics import Stats
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 from blobgate.backends.contract import Presigner, SignedURL
+from blobgate.caches.shared import Malformed, Shared, expiry
 from blobgate.decision import MEMORY, REDIS, SIGNED
 from blobgate.errors import NotInStorage, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import Digest
-from blobgate.shared import Malformed, Shared, expiry
 from blobgate.tracing import step
 
 URL_FIELDS = frozenset(field.name for field in dataclasses.fields(SignedURL))

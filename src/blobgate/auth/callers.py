@@ -26,8 +26,9 @@ from typing import Any
 from aiohttp import ClientResponse, web
 from yarl import URL
 
-from blobgate.auth import Grant, TokenVerifier, bearer_token
-from blobgate.challenge import Challenge
+from blobgate.auth.challenge import Challenge
+from blobgate.auth.pulls import Pull
+from blobgate.auth.tokens import Grant, TokenVerifier, bearer_token
 from blobgate.errors import (
     AccessDenied,
     InvalidParameter,
@@ -35,9 +36,8 @@ from blobgate.errors import (
     UpstreamUnavailable,
 )
 from blobgate.expiring import ExpiringCache
-from blobgate.gate import Pull
 from blobgate.jsontext import parse
-from blobgate.upstream import Upstream, translate_errors
+from blobgate.registry.upstream import Upstream, translate_errors
 
 CURRENT_USER = "/api/v2.0/users/current"
 

@@ -20,12 +20,12 @@ from typing import NamedTuple, Protocol
 import aiohttp
 from yarl import URL
 
+from blobgate.caches.shared import MEMBERS, Malformed, Shared, expiry, member_key
 from blobgate.errors import RegistryError
 from blobgate.expiring import ExpiringCache
 from blobgate.reference import BlobRef
-from blobgate.shared import MEMBERS, Malformed, Shared, expiry, member_key
+from blobgate.registry.upstream import Upstream
 from blobgate.tracing import step
-from blobgate.upstream import Upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +127,7 @@ class CachedMembership:
             if member is not None:
                 future.set_result(member)
                 return member
-            with step("blobgate.membership"):
+            with step("blobgate.registry.membership"):
                 member = await self._source.check(ref, authorization)
         except BaseException:
             future.set_result(None)

@@ -24,8 +24,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from blobgate.caches.shared import VERDICTS, Malformed, Shared, expiry, token_key
 from blobgate.expiring import ExpiringCache
-from blobgate.shared import VERDICTS, Malformed, Shared, expiry, token_key
 
 REFUSED_STATUSES = frozenset({401, 403})
 Verdict = tuple[bool, float]  # accepted?, until when

@@ -25,10 +25,10 @@ from typing import ClassVar
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from blobgate.audit import AUDIT, AuditRecord, LogAudit
-from blobgate.logs import STDERR, LineWriter, encode
-from blobgate.metrics import STATS, Stats
-from blobgate.redact import redact
+from blobgate.ops.audit import AUDIT, AuditRecord, LogAudit
+from blobgate.ops.logs import STDERR, LineWriter, encode
+from blobgate.ops.metrics import STATS, Stats
+from blobgate.ops.redact import redact
 from blobgate.routing import TRUSTED, Address, forwarded_client, parse_address
 
 LINES = web.AppKey("lines", LineWriter)

@@ -22,9 +22,9 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from blobgate.bodies import ClientBody
 from blobgate.errors import RegistryError, TargetUnsupported, UpstreamUnavailable
-from blobgate.upstream import Upstream
+from blobgate.registry.bodies import ClientBody
+from blobgate.registry.upstream import Upstream
 
 log = logging.getLogger(__name__)
 

@@ -36,10 +36,10 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError, ResponseError
 
+from blobgate.caches.sealing import ENTRY, MESSAGE, Keyring, Rejected, open_keyring
 from blobgate.config import RedisConfig
-from blobgate.metrics import Stats
+from blobgate.ops.metrics import Stats
 from blobgate.reference import BlobRef
-from blobgate.sealing import ENTRY, MESSAGE, Keyring, Rejected, open_keyring
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from blobgate.config import RedisConfig
 from blobgate.errors import ConfigError
-from blobgate.metrics import Stats
-from blobgate.watch import FileWatcher
+from blobgate.ops.metrics import Stats
+from blobgate.ops.watch import FileWatcher
 
 MIN_KEY_BYTES = 32
 ENTRY, MESSAGE = b"entry", b"message"  # what was sealed: a stored value or a message

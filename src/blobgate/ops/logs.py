@@ -32,7 +32,7 @@ from typing import BinaryIO
 
 import orjson
 
-from blobgate.redact import redact
+from blobgate.ops.redact import redact
 
 MAX_PENDING = 512
 FLUSH_INTERVAL_S = 0.1

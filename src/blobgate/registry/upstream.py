@@ -33,9 +33,9 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from blobgate.config import UpstreamConfig
+from blobgate.config.tls import client_context
 from blobgate.errors import RegistryError, UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
-from blobgate.metrics import Stats
-from blobgate.tls import client_context
+from blobgate.ops.metrics import Stats
 from blobgate.tracing import propagate
 
 log = logging.getLogger(__name__)

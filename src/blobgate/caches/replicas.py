@@ -13,22 +13,51 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from blobgate.blobs import BlobService
+from blobgate.caches.listener import Listener
+from blobgate.caches.shared import MEMBERS, Malformed, Message, Shared, member_key
 from blobgate.errors import BlobgateError
-from blobgate.listener import Listener
 from blobgate.reference import BlobRef, parse_blob
-from blobgate.shared import MEMBERS, Malformed, Message, Shared, member_key
 
 TOKEN_KEY = re.compile(r"[0-9a-f]{64}")  # shared.token_key's form: a SHA-256 in hex
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _Acceptances(Protocol):
+    def heard_refusal(self, token: bytes, name: str) -> None: ...
+
+
+class _Verdicts(Protocol):
+    @property
+    def confirmations(self) -> _Acceptances: ...
+
+
+class LocalCaches(Protocol):
+    """This replica's caches as the blob service (``blobs.BlobService``) holds them: what
+    an invalidation drops here. Handed in when the services are wired, so this wing never
+    imports a front door."""
+
+    @property
+    def gate(self) -> _Verdicts: ...
+
+    def url_caches(self) -> Sequence[_Named]: ...
+
+    def forget(self, ref: BlobRef) -> None: ...
+
+    def flush(self) -> dict[str, int]: ...
 
 
 class Replicas:
     """Forgets and flushes here, and tells the other replicas through ``shared``; hears
     them through ``listener``."""
 
-    def __init__(self, blobs: BlobService, shared: Shared | None) -> None:
+    def __init__(self, blobs: LocalCaches, shared: Shared | None) -> None:
         self._blobs = blobs
         self.shared = shared
         self.listener = None if shared is None else Listener(shared, self.heard)

@@ -34,10 +34,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from blobgate.auth.keys import PublicKey, TrustedKeys
 from blobgate.config import AuthConfig
 from blobgate.expiring import ExpiringCache
 from blobgate.jsontext import parse
-from blobgate.keys import PublicKey, TrustedKeys
 from blobgate.tracing import step
 
 log = logging.getLogger(__name__)
