@@ -51,7 +51,7 @@ from blobgate.ops.accesslog import info_of
 from blobgate.ops.audit import Audit, AuditRecord
 from blobgate.reference import BlobRef, Digest, parse_blob, parse_digest, parse_name
 from blobgate.registry.bodies import read_body
-from blobgate.routing import client_address
+from blobgate.routing.policy import client_address
 
 URL_PATH = re.compile(r"/api/(v1|v2\.0)/blobs/([^/]+)/url")
 BATCH_PATH = "/api/v1/blobs/urls"

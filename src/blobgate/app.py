@@ -28,12 +28,12 @@ from blobgate.ops.accesslog import LINES, info_of
 from blobgate.ops.audit import AUDIT
 from blobgate.ops.logs import STDERR, LineWriter
 from blobgate.ops.metrics import STATS, Stats
+from blobgate.ops.traced import served
+from blobgate.ops.tracing import traces
 from blobgate.reference import BlobRef, blob_path, parse_blob
 from blobgate.registry.proxy import forward, request_target
-from blobgate.routing import TRUSTED
+from blobgate.routing.policy import TRUSTED
 from blobgate.services import Services, open_services
-from blobgate.traced import served
-from blobgate.tracing import traces
 from blobgate.warmup import MANIFEST_PATH
 
 log = logging.getLogger(__name__)

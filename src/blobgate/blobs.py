@@ -20,6 +20,7 @@ from aiohttp import web
 from blobgate.auth.pulls import Pull
 from blobgate.auth.tokens import Grant
 from blobgate.backends.contract import BlobSource, Presigner, SignedURL, URLOptions
+from blobgate.backends.copies import Copies, missing_name, urls_for
 from blobgate.backends.urls import URLCache
 from blobgate.config import PRIMARY
 from blobgate.decision import (
@@ -39,17 +40,16 @@ from blobgate.decision import (
 from blobgate.errors import NotInStorage, RegistryError, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
 from blobgate.gate import Denied, Gate
-from blobgate.locations import Copies, missing_name, urls_for
 from blobgate.ops.accesslog import INFO_KEY, RequestInfo
 from blobgate.ops.metrics import Stats
+from blobgate.ops.tracing import note, step
 from blobgate.reference import BlobRef, Digest
 from blobgate.registry.membership import Member
 from blobgate.registry.proxy import client_host_header, first_forwarded, forward
 from blobgate.registry.upstream import Upstream
-from blobgate.routing import Address, Network, Route, RoutingPolicy, client_address
+from blobgate.routing.policy import Address, Network, Route, RoutingPolicy, client_address
 from blobgate.stream import API_VERSION, RangeNotSatisfiable, parse_range, serve
 from blobgate.stream import not_satisfiable as range_not_satisfiable
-from blobgate.tracing import note, step
 
 log = logging.getLogger(__name__)
 

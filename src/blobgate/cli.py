@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from blobgate import __version__, explain_client, feeds, server
+from blobgate import __version__, explain_client, server
 from blobgate.admin import AdminToken
 from blobgate.app import check_presign_host, load_keys
 from blobgate.auth.keys import TrustedKeys
@@ -16,6 +16,7 @@ from blobgate.config import Config, load, tls
 from blobgate.errors import ConfigError
 from blobgate.ops import logs
 from blobgate.ops.db import check_password_files
+from blobgate.routing import feeds
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -32,10 +32,7 @@ decision except a routing rule's is a constant here, so deciding allocates nothi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
-
-if TYPE_CHECKING:
-    from blobgate.auth.tokens import Grant
+from typing import NamedTuple
 
 
 class Decision(NamedTuple):
@@ -71,8 +68,9 @@ def policy(rule: str) -> Decision:
     return Decision("stream", f"policy:{rule}")
 
 
-def denial(authorization: list[str], grant: Grant | None) -> Decision:
-    """Why a request without a pull grant on its repository passes through."""
+def denial(authorization: list[str], grant: object | None) -> Decision:
+    """Why a request without a pull grant on its repository passes through (``grant``:
+    the token's verified grant, if any)."""
     if grant is not None:
         return NO_GRANT
     bearer = any(value[:7].lower() == "bearer " for value in authorization)

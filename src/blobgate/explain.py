@@ -26,7 +26,7 @@ from blobgate.decision import Decision, denial
 from blobgate.errors import NotInStorage, RegistryError, StorageError
 from blobgate.reference import BlobRef, parse_blob, storage_key
 from blobgate.registry.membership import UpstreamMembership
-from blobgate.routing import parse_address
+from blobgate.routing.policy import parse_address
 
 
 @dataclass

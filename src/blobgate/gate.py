@@ -28,10 +28,10 @@ from blobgate.auth.confirmations import Confirmations
 from blobgate.auth.pulls import Pull
 from blobgate.auth.tokens import Grant, TokenVerifier
 from blobgate.decision import Decision
+from blobgate.ops.tracing import note, step
 from blobgate.reference import BlobRef
 from blobgate.registry.harbordb import HarborTokenRule
 from blobgate.registry.membership import CachedMembership, Member, UpstreamMembership
-from blobgate.tracing import note, step
 
 PULL_PATH = re.compile(r"/v2/(.+)/(?:(manifests|blobs)/[^/]+|tags/list)")
 

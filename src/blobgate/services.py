@@ -22,14 +22,13 @@ from blobgate.auth.confirmations import Confirmations
 from blobgate.auth.keys import TrustedKeys
 from blobgate.auth.tokens import TokenVerifier
 from blobgate.backends.choice import open_storage
+from blobgate.backends.copies import Copies, Copy, missing_name
 from blobgate.blobs import BlobService
 from blobgate.caches.replicas import Replicas
 from blobgate.caches.sealing import key_watcher
 from blobgate.caches.shared import Shared, open_shared
 from blobgate.config import Config
-from blobgate.feeds import Feed
 from blobgate.gate import Gate
-from blobgate.locations import Copies, Copy, missing_name
 from blobgate.ops.audit import Audit, PostgresAudit, open_audit
 from blobgate.ops.db import LazyPool
 from blobgate.ops.logs import LineWriter
@@ -38,7 +37,8 @@ from blobgate.ops.watch import FileWatcher
 from blobgate.registry.harbordb import HarborDB, HarborDBMembership, HarborTokenRule
 from blobgate.registry.membership import CachedMembership, Membership, UpstreamMembership
 from blobgate.registry.upstream import Upstream, open_upstream
-from blobgate.routing import RoutingPolicy, parse_networks
+from blobgate.routing.feeds import Feed
+from blobgate.routing.policy import RoutingPolicy, parse_networks
 from blobgate.warmup import ManifestWarmer
 
 

@@ -12,13 +12,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer, make_mocked_request
 
-from blobgate import feeds
 from blobgate.config import FeedConfig, RouteRule, RoutingConfig
 from blobgate.errors import ConfigError
-from blobgate.feeds import Feed, FeedError, parse
 from blobgate.ops.metrics import Stats, StatsCollector
-from blobgate.prefixes import PrefixSet
-from blobgate.routing import RoutingPolicy, client_address
+from blobgate.routing import feeds
+from blobgate.routing.feeds import Feed, FeedError, parse
+from blobgate.routing.policy import RoutingPolicy, client_address
+from blobgate.routing.prefixes import PrefixSet
 
 from support.feeds import FORMATS, write
 

@@ -9,7 +9,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from blobgate.config import RouteRule, RoutingConfig
 from blobgate.errors import ConfigError
-from blobgate.routing import (
+from blobgate.routing.policy import (
     RoutingPolicy,
     client_address,
     in_networks,

@@ -38,7 +38,7 @@ from blobgate.auth.keys import PublicKey, TrustedKeys
 from blobgate.config import AuthConfig
 from blobgate.expiring import ExpiringCache
 from blobgate.jsontext import parse
-from blobgate.tracing import step
+from blobgate.ops.tracing import step
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from blobgate.caches.shared import Malformed, Shared, expiry
 from blobgate.decision import MEMORY, REDIS, SIGNED
 from blobgate.errors import NotInStorage, StorageError, StorageUnchecked
 from blobgate.expiring import ExpiringCache
+from blobgate.ops.tracing import step
 from blobgate.reference import Digest
-from blobgate.tracing import step
 
 URL_FIELDS = frozenset(field.name for field in dataclasses.fields(SignedURL))
 

@@ -29,7 +29,7 @@ from blobgate.ops.audit import AUDIT, AuditRecord, LogAudit
 from blobgate.ops.logs import STDERR, LineWriter, encode
 from blobgate.ops.metrics import STATS, Stats
 from blobgate.ops.redact import redact
-from blobgate.routing import TRUSTED, Address, forwarded_client, parse_address
+from blobgate.routing.policy import TRUSTED, Address, forwarded_client, parse_address
 
 LINES = web.AppKey("lines", LineWriter)
 ACCESS_LOGGER = "blobgate.access"

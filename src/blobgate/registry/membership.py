@@ -23,9 +23,9 @@ from yarl import URL
 from blobgate.caches.shared import MEMBERS, Malformed, Shared, expiry, member_key
 from blobgate.errors import RegistryError
 from blobgate.expiring import ExpiringCache
+from blobgate.ops.tracing import step
 from blobgate.reference import BlobRef
 from blobgate.registry.upstream import Upstream
-from blobgate.tracing import step
 
 
 @dataclass(frozen=True, slots=True)

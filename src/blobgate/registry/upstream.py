@@ -36,7 +36,7 @@ from blobgate.config import UpstreamConfig
 from blobgate.config.tls import client_context
 from blobgate.errors import RegistryError, UpstreamBusy, UpstreamTimeout, UpstreamUnavailable
 from blobgate.ops.metrics import Stats
-from blobgate.tracing import propagate
+from blobgate.ops.tracing import propagate
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from aiohttp import web
 from blobgate.config import PRIMARY, RouteRule, RoutingConfig
 from blobgate.config.routing import SELECTOR
 from blobgate.decision import Decision, policy
-from blobgate.feeds import Feed
-from blobgate.prefixes import Address, Network, PrefixSet
+from blobgate.routing.feeds import Feed
+from blobgate.routing.prefixes import Address, Network, PrefixSet
 
 __all__ = ["TRUSTED", "Address", "Network", "Route", "RoutingPolicy", "client_address",
            "forwarded_client", "in_networks", "parse_address", "parse_networks"]

@@ -24,7 +24,7 @@ from blobgate.backends.urls import URLCache
 from blobgate.errors import NotInStorage, StorageError
 from blobgate.ops.metrics import Stats
 from blobgate.reference import Digest
-from blobgate.routing import Address, Network, in_networks
+from blobgate.routing.policy import Address, Network, in_networks
 
 log = logging.getLogger(__name__)
 

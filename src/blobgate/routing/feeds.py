@@ -18,19 +18,29 @@ import ipaddress
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from blobgate.config import FeedConfig, RoutingConfig
 from blobgate.config.routing import SELECTOR
 from blobgate.errors import ConfigError
-from blobgate.ops.metrics import Stats
-from blobgate.prefixes import Network
+from blobgate.routing.prefixes import Network
 
 log = logging.getLogger(__name__)
+
+
+class FeedStats(Protocol):
+    """What a feed reports (``ops.metrics.Stats`` is one): reads, and the copy's age."""
+
+    @property
+    def reloads(self) -> MutableMapping[tuple[str, str], int]: ...
+    @property
+    def reload_healthy(self) -> MutableMapping[str, int]: ...
+    @property
+    def feeds_loaded_at(self) -> MutableMapping[str, float | None]: ...
 
 RETRY_S = 60.0  # after a failed read
 MAX_FEED_BYTES = 64 << 20  # AWS's file is ~2 MiB
@@ -96,7 +106,7 @@ async def _read(source: str) -> bytes:
 class Feed:
     """One provider's ranges: the last good copy, refreshed on a period."""
 
-    def __init__(self, cfg: FeedConfig, stats: Stats,
+    def __init__(self, cfg: FeedConfig, stats: FeedStats,
                  clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.name = f"ip_ranges_{cfg.provider}"

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from blobgate import tracing
+from blobgate.ops import tracing
 from blobgate.ops.accesslog import INFO_KEY
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
