@@ -48,16 +48,24 @@ def copy_blobs(stack: Stack, image: OciImage, put: Callable[[bytes, str], str]) 
         assert put(data, f"/{ROOT}/") == blob.digest
 
 
-def pull(stack: Stack, gateway: GatewayProcess, repository: str, image: OciImage,
-         tmp_path: Path) -> list[dict[str, Any]]:
-    """skopeo pull through ``gateway``; returns its blob GETs, checked to be redirects."""
-    seen_registry = len(stack.registry.requests())
+def blob_gets(gateway: GatewayProcess, repository: str, image: OciImage, tmp_path: Path
+              ) -> list[dict[str, Any]]:
+    """skopeo pull through ``gateway``, every digest checked on disk; the access lines of
+    its blob GETs (one per layer)."""
     skopeo_pull(gateway.host, f"{repository}:{image.tag}", tmp_path / "pulled", PUSHER)
     on_disk = verified_blobs(tmp_path / "pulled" / "blobs")
     for blob in (image.manifest, *image.blobs):
         assert on_disk.get(blob.digest) == blob.size
     gets = [e for e in gateway.access_log() if e["method"] == "GET" and e["route"] == "blob"]
     assert {e["digest"] for e in gets} == {b.digest for b in image.blobs}
+    return gets
+
+
+def pull(stack: Stack, gateway: GatewayProcess, repository: str, image: OciImage,
+         tmp_path: Path) -> list[dict[str, Any]]:
+    """skopeo pull through ``gateway``; returns its blob GETs, checked to be redirects."""
+    seen_registry = len(stack.registry.requests())
+    gets = blob_gets(gateway, repository, image, tmp_path)
     assert {(e["outcome"], e["status"]) for e in gets} == {("redirect", 307)}
     registry_blob_gets = [r for r in stack.registry.requests()[seen_registry:]
                           if r.method == "GET" and "/blobs/" in r.uri]

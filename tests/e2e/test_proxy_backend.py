@@ -23,11 +23,11 @@ from urllib.parse import urlsplit
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from blobgate.devstack.clients import skopeo_pull
 from blobgate.devstack.gateway import GatewayProcess
-from blobgate.devstack.image import OciImage, verified_blobs
+from blobgate.devstack.image import OciImage
 from blobgate.devstack.registry import Registry, RegistryOptions
-from blobgate.devstack.stack import BUCKET, PUSHER, Stack, gateway_config
+from blobgate.devstack.stack import BUCKET, Stack, gateway_config
+from e2e.test_object_stores import blob_gets
 
 pytestmark = pytest.mark.e2e
 
@@ -52,13 +52,8 @@ def proxying(stack: Stack, directory: Path, allow_private: bool) -> Iterator[Gat
 def pull(stack: Stack, gateway: GatewayProcess, repository: str, image: OciImage,
          tmp_path: Path) -> set[tuple[str, int]]:
     """skopeo pull through ``gateway``; the (outcome, status) of its blob GETs."""
-    skopeo_pull(gateway.host, f"{repository}:{image.tag}", tmp_path / "pulled", PUSHER)
-    on_disk = verified_blobs(tmp_path / "pulled" / "blobs")
-    for blob in (image.manifest, *image.blobs):
-        assert on_disk.get(blob.digest) == blob.size
-    gets = [e for e in gateway.access_log() if e["method"] == "GET" and e["route"] == "blob"]
-    assert {e["digest"] for e in gets} == {b.digest for b in image.blobs}
-    return {(e["outcome"], e["status"]) for e in gets}
+    return {(e["outcome"], e["status"])
+            for e in blob_gets(gateway, repository, image, tmp_path)}
 
 
 def refused(gateway: GatewayProcess, reason: str) -> float:
