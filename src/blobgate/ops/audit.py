@@ -5,7 +5,7 @@ the first untrusted hop of ``X-Forwarded-For`` when the peer is one of
 ``routing.trusted_proxies``, else the peer), ``peer`` the TCP peer itself (an ingress pod
 behind a proxy).
 
-``LogAudit`` writes each record as a JSON line (logger ``blobgate.ops.audit``); a blob
+``LogAudit`` writes each record as a JSON line (logger ``blobgate.audit``); a blob
 request's line also carries the request's access-line fields and is its only line.
 ``PostgresAudit`` queues records in a bounded queue and writes them in batches with
 ``COPY``; it never blocks or fails a pull: when the database is slow or down, records
