@@ -4,6 +4,7 @@ failure of its own it says so, subscribes again, drops everything, and hears aga
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -56,8 +57,12 @@ async def hearing(cfg: RedisConfig, raw: Redis, stats: Stats, heard: list[Messag
     async with open_shared(cfg, stats) as shared:
         listener = Listener(shared, forgets(heard))
         listener.start()
-        await subscribed(raw, shared)
-        yield shared, listener
+        try:
+            await subscribed(raw, shared)
+            yield shared, listener
+        finally:
+            listener.stop()  # before its Redis connection closes under it
+            await asyncio.sleep(0.1)
 
 
 async def test_it_skips_what_it_cannot_believe_or_use_and_keeps_hearing(
